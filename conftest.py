@@ -1,0 +1,3 @@
+"""Project-wide pytest set-up: the pytester fixture for the plugin's own tests."""
+
+pytest_plugins = ["pytester"]

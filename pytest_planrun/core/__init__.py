@@ -1,0 +1,1 @@
+"""What to do next: the pure scheduling core (no I/O, no pytest, no clock)."""

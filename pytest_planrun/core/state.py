@@ -1,0 +1,111 @@
+"""The vocabulary of the scheduling core: outcomes, the rules it needs of a step, and the actions it returns."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+
+class Outcome(str, enum.Enum):
+    """How a step ended; the values are the ledger's states."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELED = "canceled"
+
+    @property
+    def condition_name(self) -> str:
+        """The outcome as conditions spell it (``steps.<id>.outcome``), GitHub Actions' words."""
+        return _CONDITION_NAMES[self]
+
+
+_CONDITION_NAMES = {
+    Outcome.SUCCEEDED: "success",
+    Outcome.FAILED: "failure",
+    Outcome.SKIPPED: "skipped",
+    Outcome.CANCELED: "cancelled",
+}
+
+OnFailure = Literal["abort", "skip_dependents", "continue"]
+RunState = Literal["succeeded", "failed", "canceled"]
+
+
+class ConditionLike(Protocol):
+    """What the core needs of a compiled condition (see ``core.conditions.Condition``)."""
+
+    text: str
+    uses_status_function: bool
+
+    def evaluate(self, ctx: ConditionContextLike) -> bool: ...
+
+
+class ConditionContextLike(Protocol):
+    dependencies_ok: bool
+    any_failed: bool
+    cancelled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StepRule:
+    """What the core must know of a step to schedule it."""
+
+    step_id: str
+    depends_on: tuple[str, ...] = ()
+    on_failure: OnFailure = "abort"
+    critical: bool = True
+    retries: int = 0
+    retry_delay: float = 0.0
+    condition: ConditionLike | None = None
+    locks: tuple[str, ...] = ()
+    cost: float = 1.0  # expected duration, for critical-path priority
+
+
+# Actions: decisions are values; the drivers (serial runner, xdist scheduler) carry them out.
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    step_id: str
+    attempt: int  # 1-based
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    step_id: str
+    reason: str  # shown verbatim in pytest, JUnit and the ledger
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    step_id: str
+    reason: str
+    running: bool  # True: an attempt is under way and its process tree must be killed
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """A retry is due at ``until`` (same clock as the ``now`` the driver passes in)."""
+
+    step_id: str
+    attempt: int  # the attempt that will start then
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """A ready step cannot start because another step of this run holds one of its locks."""
+
+    step_id: str
+    lock: str
+    holder: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    state: RunState
+    reason: str | None
+
+
+Action = Start | Skip | Cancel | Wait | Blocked | Finish

@@ -1,0 +1,162 @@
+"""The plan format as frozen pydantic models: every field, its type, its default and its limits."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    Tag,
+)
+from pydantic_core import PydanticCustomError
+
+OnFailure = Literal["abort", "skip_dependents", "continue"]
+
+STEP_ID_PATTERN = r"^[A-Za-z0-9_.-]+(?::[A-Za-z0-9_.-]+)*$"
+VARIABLE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_STEP_ID = re.compile(STEP_ID_PATTERN)
+
+
+def _check_step_id(value: str) -> str:
+    if not _STEP_ID.match(value):
+        # '::' separates the plan from the step in a pytest node id, so it cannot be part of an id.
+        raise PydanticCustomError(
+            "step_id",
+            "invalid step id '{value}': use letters, digits, '_', '.', '-' and single ':' inside",
+            {"value": value},
+        )
+    return value
+
+
+StepId = Annotated[str, AfterValidator(_check_step_id), Field(json_schema_extra={"pattern": STEP_ID_PATTERN})]
+# Strict numbers: "5" or true where a number belongs is a mistake in the plan, not a value. An int is
+# still accepted for a float.
+PositiveSeconds = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
+Seconds = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
+Count = Annotated[int, Field(strict=True, ge=0)]
+EnvName = Annotated[str, Field(pattern=r"^[^=\x00]+$")]
+EnvMap = dict[EnvName, str]
+VariableName = Annotated[str, Field(pattern=VARIABLE_NAME_PATTERN)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class UiHints(_Frozen):
+    """Presentation hints: a group for displays, a weight for ordering and scheduling priority."""
+
+    group: str | None = None
+    weight: Annotated[float, Field(strict=True, allow_inf_nan=False)] | None = None
+
+
+class VariableSpec(_Frozen):
+    """A declared variable; its value comes from ``--var``, else the environment variable ``env``,
+    else ``default``."""
+
+    default: str | None = None
+    env: Annotated[str, Field(min_length=1)] | None = None
+    """Environment variable to read the value from."""
+    secret: StrictBool = False
+    """Mask the value (``***``) in every output."""
+    description: str | None = None
+
+
+def _variable_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "default"
+    if isinstance(value, dict | VariableSpec):
+        return "spec"
+    return None
+
+
+VariableEntry = Annotated[
+    Annotated[str, Tag("default")] | Annotated[VariableSpec, Tag("spec")],
+    Discriminator(
+        _variable_kind,
+        custom_error_type="variable_type",
+        custom_error_message="expected a string (the default value) or an object with "
+        "'default', 'env', 'secret', 'description'",
+    ),
+]
+
+
+class Globals(_Frozen):
+    """Settings for the whole plan, and defaults for its steps."""
+
+    max_concurrency: Annotated[int, Field(strict=True, ge=1)] = 1
+    """How many steps may run at once."""
+    default_timeout_sec: PositiveSeconds = 1800
+    default_retries: Count = 0
+    env: EnvMap = {}
+    """Environment for every step, over the process environment."""
+
+
+class Step(_Frozen):
+    """One command to run, with what it needs before it and what happens when it fails."""
+
+    id: StepId
+    name: str | None = None
+    description: str | None = None
+    command: Annotated[str, Field(min_length=1)]
+    """The executable (or, with ``shell``, the shell command line)."""
+    args: tuple[str, ...] = ()
+    """Arguments, each passed as one argument, never re-split."""
+    cwd: str = "."
+    """Working directory, relative to the directory pytest was invoked from."""
+    shell: StrictBool = False
+    env: EnvMap = {}
+    """Environment over the process environment and ``globals.env``."""
+    depends_on: tuple[str, ...] = ()
+    timeout_sec: PositiveSeconds | None = None
+    """Seconds before the attempt is killed; null means ``globals.default_timeout_sec``."""
+    retries: Count | None = None
+    """Extra attempts after a failure; null means ``globals.default_retries``, 0 means none."""
+    retry_delay_sec: Seconds = 0
+    critical: StrictBool = True
+    """Whether a failure of this step fails the run."""
+    condition: str | None = None
+    """Expression deciding whether the step runs, e.g. ``success() && vars.DEPLOY == 'yes'``."""
+    locks: tuple[str, ...] = ()
+    """Steps sharing a lock name never run at the same time, even across runs on one machine."""
+    on_failure: OnFailure = "abort"
+    provides: tuple[str, ...] = ()
+    consumes: tuple[str, ...] = ()
+    """Resources that a transitive dependency must provide."""
+    tags: tuple[str, ...] = ()
+    ui_hints: UiHints | None = None
+
+    def effective_timeout(self, globals: Globals) -> float:
+        """The step's timeout in seconds, falling back to the plan default."""
+        return self.timeout_sec if self.timeout_sec is not None else globals.default_timeout_sec
+
+    def effective_retries(self, globals: Globals) -> int:
+        """The step's extra attempts; an explicit 0 beats a non-zero plan default."""
+        return self.retries if self.retries is not None else globals.default_retries
+
+
+class Plan(_Frozen):
+    """A plan: steps forming a dependency graph, run as pytest items."""
+
+    plan_id: str
+    version: str
+    description: str | None = None
+    metadata: dict[str, Any] = {}
+    """Free-form information about the plan; not interpreted."""
+    doc_id: str | None = None
+    globals: Globals
+    variables: dict[VariableName, VariableEntry] = {}
+    """Variables used as ``${NAME}`` in command, args, cwd and env values; a string is a default."""
+    steps: Annotated[tuple[Step, ...], Field(min_length=1)]
+
+
+def plan_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the plan format (``planrun schema``)."""
+    schema = Plan.model_json_schema(by_alias=True)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

@@ -1,0 +1,1 @@
+"""Glue between pytest (and pytest-xdist) and planrun's plan, core and runner."""

@@ -1,0 +1,327 @@
+"""The controller's side of a run: drives the scheduling core from step reports and reports its verdicts.
+
+Serial runs and xdist runs both go through this object, so both show the same outcomes and reasons.
+It lives on the process that owns the terminal and the ledger (never on an xdist worker).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ..core.decide import RunCore
+from ..core.state import Action, Blocked, Cancel, Finish, Outcome, Skip, Start, StepRule, Wait
+from ..plan import LoadedPlan, ResolvedStep
+from ..run.observer import RunInfo, RunObserver, StepInfo
+from ..run.records import AttemptRecord, StepResult
+from ..run.step import RunContext, display_command
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlace:
+    """Where a step's reports point: its node id and location, as its collected item has them."""
+
+    nodeid: str
+    location: tuple[str, int | None, str]
+    keywords: dict[str, int]
+
+
+class PlanController:
+    """Owns the ``RunCore`` of a run and turns its actions into reports and observer calls."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        plans: Sequence[LoadedPlan],
+        context: RunContext,
+        observers: Iterable[RunObserver],
+        *,
+        condition_compiler: Callable[[ResolvedStep, LoadedPlan], object] | None = None,
+        expected_durations: dict[str, float] | None = None,
+        done_before: dict[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.plans = list(plans)
+        self.context = context
+        self.observers = list(observers)
+        self.steps: dict[str, ResolvedStep] = {}
+        self._plan_of: dict[str, LoadedPlan] = {}
+        for plan in self.plans:
+            for step in plan.steps:
+                self.steps[step.id] = step
+                self._plan_of[step.id] = plan
+        self._conditions = condition_compiler
+        self._expected = expected_durations or {}
+        self._done_before = done_before or {}
+        self.places: dict[str, StepPlace] = {}
+        self.core: RunCore | None = None
+        self.assumed: dict[str, list[str]] = {}  # selected step -> deselected dependencies taken as succeeded
+        self._attempts: dict[str, list[AttemptRecord]] = {}
+        self._reported: set[str] = set()  # steps whose final report came from an item run
+        self._pending: list[Action] = []
+        self.final: Finish | None = None
+        self.on_new_actions: Callable[[], None] | None = None  # the xdist scheduler's wake-up
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    def step_of(self, nodeid: str) -> str | None:
+        step_id = nodeid.rpartition("::")[2]
+        place = self.places.get(step_id)
+        return step_id if place is not None and place.nodeid == nodeid else None
+
+    def build(self, places: dict[str, StepPlace], slots: int) -> None:
+        """Create the core over the selected steps (``places``) and begin the run; the first
+        actions wait in ``take_actions``."""
+        self.places = places
+        rules = []
+        for step_id in self.steps:
+            if step_id not in places:
+                continue
+            step = self.steps[step_id]
+            missing = [d for d in step.depends_on if d not in places]
+            if missing:
+                self.assumed[step_id] = missing
+            rules.append(self._rule(step))
+        variables = {}
+        for plan in self.plans:
+            variables.update(plan.variables)
+        self.core = RunCore(rules, slots=slots, variables=variables, done_before=self._done_before)
+        now = time.time()
+        info = self.run_info(slots)
+        for observer in self.observers:
+            observer.run_started(info, now)
+        self._queue(self.core.begin())
+
+    def _rule(self, step: ResolvedStep) -> StepRule:
+        condition = None
+        if step.condition and self._conditions is not None:
+            condition = self._conditions(step, self._plan_of[step.id])
+        cost = self._expected.get(step.id)
+        if cost is None:
+            cost = float(step.weight) if step.weight else 1.0
+        return StepRule(
+            step_id=step.id,
+            depends_on=tuple(step.depends_on),
+            on_failure=step.on_failure,  # type: ignore[arg-type]
+            critical=step.critical,
+            retries=step.retries,
+            retry_delay=step.retry_delay_sec,
+            condition=condition,  # type: ignore[arg-type]
+            locks=tuple(step.locks),
+            cost=cost,
+        )
+
+    def run_info(self, workers: int) -> RunInfo:
+        first = self.plans[0]
+        steps = tuple(
+            StepInfo(s.id, s.index, s.step.name, display_command(s, self._plan_of[s.id].masker), tuple(s.tags))
+            for s in self.steps.values()
+        )
+        variables: dict[str, str] = {}
+        for plan in self.plans:
+            variables.update(plan.masked_variables())
+        return RunInfo(
+            run_id=self.context.run_id,
+            plan_id="+".join(p.plan.plan_id for p in self.plans),
+            plan_path=", ".join(p.display_path for p in self.plans),
+            plan_hash=first.plan_hash if len(self.plans) == 1 else "+".join(p.plan_hash for p in self.plans),
+            run_dir=str(self.context.run_dir),
+            variables=variables,
+            steps=steps,
+            workers=workers,
+            pid=os.getpid(),
+            metadata=dict(first.plan.metadata),
+        )
+
+    # -- events from drivers --------------------------------------------------------------------
+
+    def started(self, step_id: str, attempt: int, worker: str) -> None:
+        now = time.time()
+        for observer in self.observers:
+            observer.attempt_started(step_id, attempt, worker, now)
+
+    def on_report(self, report: pytest.TestReport) -> None:
+        """A step's report reached the controller (from this process or a worker)."""
+        step_id = self.step_of(report.nodeid)
+        if step_id is None or self.core is None:
+            return
+        data = getattr(report, "planrun", None)
+        if report.when == "call" and isinstance(data, dict) and "record" in data:
+            record = AttemptRecord.from_dict(data["record"])
+            self._attempt_ended(record, data.get("will_retry", False))
+        elif report.when == "setup" and report.skipped and isinstance(data, dict) and data.get("cancelled"):
+            # cancelled on its worker before its attempt began
+            self._reported.add(step_id)
+            attempt = self.core.attempts(step_id)
+            self._queue(self.core.attempt_ended(step_id, attempt, False, time.monotonic()))
+        elif report.failed and report.when not in ("setup", "call", "teardown"):
+            # xdist's report for a worker that crashed while running this step
+            self._worker_crashed(step_id, report)
+
+    def _attempt_ended(self, record: AttemptRecord, will_retry: bool) -> None:
+        assert self.core is not None
+        self._attempts.setdefault(record.step_id, []).append(record)
+        for observer in self.observers:
+            observer.attempt_ended(record, will_retry)
+        actions = self.core.attempt_ended(record.step_id, record.attempt, record.state == "succeeded", time.monotonic())
+        outcome = self.core.outcome(record.step_id)
+        if outcome in (Outcome.SUCCEEDED, Outcome.FAILED) or (outcome is Outcome.CANCELED and record.state == "canceled"):
+            self._reported.add(record.step_id)
+            self._finish_step(record.step_id)
+        self._queue(actions)
+
+    def _worker_crashed(self, step_id: str, report: pytest.TestReport) -> None:
+        assert self.core is not None
+        from ..run.process import sweep_orphans
+
+        sweep_orphans(self.context.run_id, step_id, grace=self.context.kill_grace)
+        attempt = self.core.attempts(step_id)
+        now = time.time()
+        record = AttemptRecord(
+            step_id=step_id,
+            attempt=attempt,
+            state="failed",
+            exit_code=None,
+            timed_out=False,
+            started_at=now,
+            ended_at=now,
+            duration=0.0,
+            command=display_command(self.steps[step_id], self.context.masker),
+            stdout_path="",
+            stderr_path="",
+            error="worker crashed",
+            worker=str(getattr(getattr(report, "node", None), "gateway", None) and report.node.gateway.id),  # type: ignore[attr-defined]
+        )
+        report.longrepr = f"step '{step_id}' failed: worker crashed while running it (attempt {attempt})"
+        self._attempt_ended(record, self.core.will_retry(step_id, attempt))
+
+    def on_unsent(self, step_id: str, attempt: int) -> None:
+        """A started step was cancelled before it reached a worker."""
+        assert self.core is not None
+        self._queue(self.core.attempt_ended(step_id, attempt, False, time.monotonic()))
+
+    def next_wake(self) -> float | None:
+        return self.core.next_wake() if self.core is not None else None
+
+    def wake(self) -> None:
+        if self.core is not None:
+            self._queue(self.core.wake(time.monotonic()))
+
+    def interrupt(self, reason: str) -> None:
+        if self.core is not None:
+            self._queue(self.core.interrupt(reason))
+
+    def set_slots(self, slots: int) -> None:
+        if self.core is not None:
+            self._queue(self.core.set_slots(slots))
+
+    def _queue(self, actions: list[Action]) -> None:
+        self._pending.extend(actions)
+        if actions and self.on_new_actions is not None:
+            self.on_new_actions()
+
+    def take_actions(self) -> list[Action]:
+        """Actions decided since the last call, after reporting the verdicts among them.
+
+        Returns what the driver must carry out: ``Start``, ``Cancel(running=True)`` and ``Wait``.
+        """
+        actions, self._pending = self._pending, []
+        return self.apply(actions)
+
+    # -- carrying out verdicts ------------------------------------------------------------------
+
+    def apply(self, actions: list[Action]) -> list[Action]:
+        todo: list[Action] = []
+        for action in actions:
+            if isinstance(action, Skip):
+                self._report_verdict(action.step_id, action.reason)
+            elif isinstance(action, Cancel) and not action.running:
+                if action.step_id not in self._reported:
+                    self._report_verdict(action.step_id, action.reason)
+                else:
+                    self._finish_step(action.step_id)
+            elif isinstance(action, Blocked):
+                now = time.time()
+                reason = f"waiting for lock '{action.lock}' held by '{action.holder}'"
+                for observer in self.observers:
+                    observer.step_waiting(action.step_id, reason, now)
+            elif isinstance(action, Finish):
+                self.final = action
+            else:
+                assert isinstance(action, (Start, Cancel, Wait))
+                todo.append(action)
+        return todo
+
+    def _finish_step(self, step_id: str) -> None:
+        assert self.core is not None
+        outcome = self.core.outcome(step_id)
+        assert outcome is not None
+        step = self.steps[step_id]
+        result = StepResult(
+            step_id=step_id,
+            outcome=outcome.value,
+            reason=self.core.reason(step_id),
+            attempts=tuple(self._attempts.get(step_id, ())),
+            allowed_failure=outcome is Outcome.FAILED and not step.critical,
+        )
+        now = time.time()
+        for observer in self.observers:
+            observer.step_finished(result, now)
+
+    def _report_verdict(self, step_id: str, reason: str) -> None:
+        """Report a step the core skipped or cancelled without running it, as pytest reports a skip."""
+        place = self.places[step_id]
+        hook = self.config.hook
+        hook.pytest_runtest_logstart(nodeid=place.nodeid, location=place.location)
+        path, line, _ = place.location
+        for when, outcome, longrepr in (
+            ("setup", "skipped", (path, (line or 0) + 1, f"Skipped: {reason}")),
+            ("teardown", "passed", None),
+        ):
+            report = pytest.TestReport(
+                nodeid=place.nodeid,
+                location=place.location,
+                keywords=place.keywords,
+                outcome=outcome,  # type: ignore[arg-type]
+                longrepr=longrepr,
+                when=when,  # type: ignore[arg-type]
+            )
+            report.planrun = {"step_id": step_id, "verdict": reason}  # type: ignore[attr-defined]
+            hook.pytest_runtest_logreport(report=report)
+        hook.pytest_runtest_logfinish(nodeid=place.nodeid, location=place.location)
+        self._finish_step(step_id)
+
+    def finish(self, exit_code: int) -> None:
+        """The session ended: tell observers how the run ended."""
+        final = self.final
+        if final is None:
+            state, message = "canceled", "the run ended before every step did"
+        else:
+            state, message = final.state, final.reason
+        now = time.time()
+        for observer in self.observers:
+            observer.run_finished(state, exit_code, message, now)
+
+    def attempts_of(self, step_id: str) -> list[AttemptRecord]:
+        return list(self._attempts.get(step_id, ()))
+
+
+def place_for(nodeid: str, step: ResolvedStep, line: int, command: str) -> StepPlace:
+    """The place of a step from its node id alone: the controller of an xdist run has no items, and
+    serial runs use the same function so both report identically."""
+    path = nodeid.rpartition("::")[0]
+    keywords = {step.id: 1, path.rpartition("/")[2]: 1, **{tag: 1 for tag in step.tags}}
+    return StepPlace(nodeid=nodeid, location=(path, line, f"step {step.id}: {command}"), keywords=keywords)
+
+
+def default_run_dir(ledger: Path | None, invocation_dir: Path, run_id: str) -> Path:
+    base = ledger.parent if ledger is not None else invocation_dir / ".ledger"
+    return base / "runs" / run_id

@@ -1,0 +1,223 @@
+"""The pytest11 entry point: hook functions that turn pytest events into calls on planrun objects."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Generator
+from pathlib import Path
+from types import FrameType
+
+import pytest
+
+from ..core.graph import topological_order
+from ..plan import LoadedPlan, PlanError, load_plan
+from ..run.process import CancelToken
+from ..run.step import RunContext
+from .controller import PlanController, default_run_dir
+from .items import PlanFile, StepFailed, StepItem, Ticket, record_key, runtime_key, Runtime, ticket_key
+from .options import Settings
+from .options import pytest_addoption as pytest_addoption  # noqa: F401  (a hook)
+from .session import ControllerPlugin, WorkerLoop
+
+settings_key = pytest.StashKey[Settings]()
+plans_key = pytest.StashKey[list[LoadedPlan]]()
+
+
+def load_plans(settings: Settings) -> list[LoadedPlan]:
+    """Load and validate every ``--plan``; all problems of all plans in one usage error."""
+    plans: list[LoadedPlan] = []
+    problems: list[str] = []
+    for given in settings.plans:
+        path = settings.invocation_dir / given
+        try:
+            plans.append(load_plan(path, settings.variables, display_path=given))
+        except PlanError as error:
+            problems.extend(str(p) for p in error.problems)
+    seen: dict[str, str] = {}
+    for plan in plans:
+        for step in plan.steps:
+            if step.id in seen:
+                problems.append(
+                    f"{plan.display_path}: step '{step.id}': the same step id is in {seen[step.id]}; "
+                    "plans run together need distinct step ids"
+                )
+            seen.setdefault(step.id, plan.display_path)
+    if problems:
+        raise pytest.UsageError(*problems)
+    return plans
+
+
+def is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    settings = Settings.from_config(config)
+    config.stash[settings_key] = settings
+    if not settings.plans:
+        return
+    plans = load_plans(settings)  # a broken plan is a usage error: exit 4, nothing runs
+    config.stash[plans_key] = plans
+    if is_worker(config) or not config.pluginmanager.hasplugin("xdist"):
+        return
+    option = config.option
+    if option.numprocesses is None and not option.collectonly and not getattr(option, "usepdb", False):
+        # Without -n, the plan decides: max_concurrency workers (1 stays in-process).
+        workers = max(p.plan.globals.max_concurrency for p in plans)
+        if workers > 1:
+            option.numprocesses = workers
+            if option.dist == "no":
+                option.dist = "load"
+            option.tx = ["popen"] * workers
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    settings = config.stash.get(settings_key, None)
+    if settings is None or not settings.plans:
+        return
+    plans = config.stash[plans_key]
+    for plan in plans:
+        for step in plan.steps:
+            for tag in step.tags:
+                config.addinivalue_line("markers", f"{tag}: step tag from plan {plan.display_path}")
+    _collect_plans_too(config, plans)
+    if is_worker(config):
+        workerinput = config.workerinput  # type: ignore[attr-defined]
+        run_id = workerinput["planrun_run_id"]
+        run_dir = Path(workerinput["planrun_run_dir"])
+    else:
+        run_id = settings.run_id or uuid.uuid4().hex[:12]
+        run_dir = settings.run_dir or default_run_dir(settings.ledger, settings.invocation_dir, run_id)
+    masker = plans[0].masker if len(plans) == 1 else _merged_masker(plans)
+    context = RunContext(run_id, run_dir, settings.invocation_dir, masker, settings.kill_grace)
+    config.stash[runtime_key] = Runtime({p.path: p for p in plans}, context)
+    if is_worker(config):
+        config.pluginmanager.register(WorkerLoop(config), "planrun-worker")
+    else:
+        config.pluginmanager.register(ControllerPlugin(config, settings, plans, context), "planrun-controller")
+        _terminate_like_interrupt()
+    if config.pluginmanager.hasplugin("xdist"):
+        from .xdist_hooks import XdistHooks
+
+        config.pluginmanager.register(XdistHooks(config), "planrun-xdist")
+
+
+def _merged_masker(plans: list[LoadedPlan]) -> object:
+    from ..plan import Masker
+
+    return Masker(v for p in plans for v in p.masker.secrets)
+
+
+def _collect_plans_too(config: pytest.Config, plans: list[LoadedPlan]) -> None:
+    """With ``--plan`` only the plan's steps are collected, unless test paths are given too."""
+    plan_args = [str(p.path) for p in plans]
+    if config.args_source is not pytest.Config.ArgsSource.ARGS:
+        config.args[:] = plan_args
+    else:
+        known = {Path(a).resolve() for a in config.args if "::" not in a}
+        config.args.extend(a for a in plan_args if Path(a).resolve() not in known)
+
+
+def _terminate_like_interrupt() -> None:
+    """SIGTERM to pytest ends the run as Ctrl-C does: process trees killed, run recorded canceled."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
+
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, handler)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> PlanFile | None:
+    runtime = parent.config.stash.get(runtime_key, None)
+    if runtime is not None and file_path in runtime.plans:
+        return PlanFile.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: order what is left
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Steps in execution order (dependencies first, critical path first), after other tests."""
+    steps = {item.step.id: item for item in items if isinstance(item, StepItem)}
+    if not steps:
+        return
+    deps = {sid: [d for d in item.step.depends_on if d in steps] for sid, item in steps.items()}
+    order = topological_order(deps)
+    others = [item for item in items if not isinstance(item, StepItem)]
+    items[:] = others + [steps[sid] for sid in order]
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
+    """Say which dependencies of selected steps were deselected and are taken as succeeded."""
+    selected = {item.step.id for item in items if isinstance(item, StepItem)}
+    lines = []
+    for item in items:
+        if isinstance(item, StepItem):
+            assumed = [d for d in item.step.depends_on if d not in selected]
+            if assumed:
+                names = ", ".join(f"'{d}'" for d in assumed)
+                lines.append(f"planrun: step '{item.step.id}' runs as if {names} succeeded (deselected)")
+    return lines
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    plans = config.stash.get(plans_key, None)
+    runtime = config.stash.get(runtime_key, None)
+    if not plans or runtime is None:
+        return None
+    settings = config.stash[settings_key]
+    lines = [
+        f"planrun: {p.display_path} (plan {p.plan.plan_id}, {len(p.steps)} steps, "
+        f"max_concurrency {p.plan.globals.max_concurrency})"
+        for p in plans
+    ]
+    lines.append(
+        f"planrun: run {runtime.context.run_id}, logs in {runtime.context.run_dir}, "
+        f"ledger {settings.ledger if settings.ledger else 'off'}"
+    )
+    masked = {k: v for p in plans for k, v in p.masked_variables().items()}
+    if masked:
+        lines.append("planrun: variables " + ", ".join(f"{k}={v}" for k, v in sorted(masked.items())))
+    return lines
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if not isinstance(item, StepItem) or report.when != "call":
+        return report
+    ticket = item.stash.get(ticket_key, None)
+    record = item.stash.get(record_key, None)
+    data: dict[str, object] = {"step_id": item.step.id, "attempt": ticket.attempt if ticket else 1}
+    if record is not None:
+        data["record"] = record.to_dict()
+        del item.stash[record_key]
+    elif report.skipped:
+        data["cancelled"] = True
+    will_retry = bool(ticket and ticket.will_retry)
+    data["will_retry"] = will_retry
+    report.planrun = data  # type: ignore[attr-defined]
+    if call.excinfo is not None and isinstance(call.excinfo.value, StepFailed):
+        failure = call.excinfo.value
+        if will_retry:
+            report.outcome = "rerun"  # type: ignore[assignment]  # rerunfailures' category
+        elif not item.step.critical:
+            report.outcome = "skipped"
+            report.wasxfail = f"allowed failure (critical: false): {failure.headline()}"  # type: ignore[attr-defined]
+    return report
+
+
+def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+    if report.outcome == "rerun":  # type: ignore[comparison-overlap]
+        return "rerun", "R", ("RERUN", {"yellow": True})
+    return None
+
+
+def new_ticket(attempt: int, will_retry: bool, worker: str = "main") -> Ticket:
+    return Ticket(attempt=attempt, will_retry=will_retry, token=CancelToken(), worker=worker)
+
+
+__all__ = ["pytest_addoption", "os"]

@@ -1,0 +1,146 @@
+"""Collection: a plan file becomes a ``PlanFile`` whose children are one ``StepItem`` per step."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from ..plan import LoadedPlan, ResolvedStep
+from ..run.process import CancelToken, tail
+from ..run.records import AttemptRecord
+from ..run.step import RunContext, display_command, execute_attempt
+
+if TYPE_CHECKING:
+    from _pytest._code.code import TerminalRepr
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """What the driver tells an item before it runs: which attempt this is and how to cancel it."""
+
+    attempt: int
+    will_retry: bool
+    token: CancelToken
+    worker: str = "main"
+
+
+ticket_key = pytest.StashKey[Ticket]()
+record_key = pytest.StashKey[AttemptRecord]()
+runtime_key = pytest.StashKey["Runtime"]()
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """Per-process view of the run: the loaded plans and the run context (controller and workers)."""
+
+    plans: dict[Path, LoadedPlan]
+    context: RunContext
+
+
+OUTPUT_LINES = 20  # lines of stdout/stderr in a failure report; the logs hold the rest
+
+
+class StepFailed(Exception):
+    """A step's attempt failed: carries what a reader of the report needs, never a traceback."""
+
+    def __init__(self, step: ResolvedStep, record: AttemptRecord, command: str) -> None:
+        super().__init__(record.error or "failed")
+        self.step = step
+        self.record = record
+        self.command = command
+
+    def headline(self) -> str:
+        """One line, fit for a dashboard: "exit code 2 after 3 attempts", "timed out after 5 s"."""
+        record = self.record
+        what = record.error or f"exit code {record.exit_code}"
+        return f"{what} after {record.attempt} attempts" if record.attempt > 1 else what
+
+    def describe(self) -> str:
+        record = self.record
+        lines = [
+            f"step '{self.step.id}' failed: {self.headline()}",
+            f"command: {self.command}",
+            f"attempt {record.attempt} of {self.step.retries + 1}, {record.duration:.2f} s"
+            + (f", exit code {record.exit_code}" if record.exit_code is not None else ""),
+        ]
+        for label, path in (("stdout", record.stdout_path), ("stderr", record.stderr_path)):
+            text = _last_lines(Path(path), OUTPUT_LINES)
+            if text:
+                lines += [f"--- {label} (last lines) ---", text.rstrip("\n")]
+        lines.append(f"logs: {record.stdout_path}")
+        lines.append(f"      {record.stderr_path}")
+        return "\n".join(lines)
+
+
+def _last_lines(path: Path, count: int) -> str:
+    text = tail(path, max_bytes=16384)
+    return "\n".join(text.splitlines()[-count:])
+
+
+def find_step_line(text: str, step_id: str) -> int:
+    """0-based line of the step's ``"id"`` in the plan file (0 when not found), for report locations."""
+    match = re.search(r'"id"\s*:\s*' + re.escape(f'"{step_id}"'), text)
+    return text.count("\n", 0, match.start()) if match else 0
+
+
+class PlanFile(pytest.File):
+    """A plan given with ``--plan``; collects its steps in declaration order."""
+
+    def collect(self) -> Iterator[StepItem]:
+        runtime = self.config.stash[runtime_key]
+        plan = runtime.plans[self.path]
+        text = self.path.read_text(encoding="utf-8")
+        for step in plan.steps:
+            yield StepItem.from_parent(
+                self, name=step.id, step=step, plan=plan, line=find_step_line(text, step.id)
+            )
+
+
+class StepItem(pytest.Item):
+    """One step of a plan: running it runs one attempt of the step's command."""
+
+    def __init__(self, *, step: ResolvedStep, plan: LoadedPlan, line: int = 0, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.step = step
+        self.plan = plan
+        self.line = line
+        for tag in step.tags:
+            mark = pytest.Mark(tag, (), {}, _ispytest=True)
+            self.own_markers.append(mark)
+            self.keywords[tag] = mark
+        if step.step.name:
+            self.extra_keyword_matches.add(step.step.name)
+
+    @property
+    def command(self) -> str:
+        return display_command(self.step, self.plan.masker)
+
+    def runtest(self) -> None:
+        runtime = self.config.stash[runtime_key]
+        ticket = self.stash.get(ticket_key, None)
+        if ticket is None:  # run by a loop that is not ours (e.g. a plugin's own runtestloop)
+            ticket = Ticket(attempt=1, will_retry=False, token=CancelToken())
+        if ticket.token.reason is not None:
+            pytest.skip(ticket.token.reason)
+        record = execute_attempt(self.step, ticket.attempt, runtime.context, worker=ticket.worker, token=ticket.token)
+        self.stash[record_key] = record
+        if record.state == "succeeded":
+            return
+        if record.state == "canceled":
+            pytest.skip(ticket.token.reason or "cancelled")
+        raise StepFailed(self.step, record, self.command)
+
+    def repr_failure(
+        self, excinfo: pytest.ExceptionInfo[BaseException], style: str | None = None
+    ) -> str | TerminalRepr:
+        if isinstance(excinfo.value, StepFailed):  # command, exit code, reason, output tail
+            return excinfo.value.describe()
+        return super().repr_failure(excinfo)  # anything else is our bug: keep the traceback
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.line, f"step {self.step.id}: {self.command}"

@@ -1,0 +1,97 @@
+"""Command-line options and ini keys, resolved once into a frozen ``Settings``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PLAN_HELP = "Plan file (JSON) to run as pytest items; repeatable"
+VAR_HELP = "Set a plan variable; repeatable"
+LEDGER_HELP = "SQLite ledger to record runs in (default: .ledger/framework.db)"
+RUN_DIR_HELP = "Directory for attempt logs and events (default: runs/<run_id> beside the ledger)"
+KILL_GRACE_HELP = "Seconds between SIGTERM and SIGKILL when a step's process tree is stopped (default: 3)"
+DEFAULT_LEDGER = ".ledger/framework.db"
+
+
+def parse_var(text: str) -> tuple[str, str]:
+    """``--var NAME=VALUE`` -> (NAME, VALUE); the value is kept verbatim (quotes, ``=``, ``${``)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise pytest.UsageError(f"--var expects NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("planrun", "Run JSON plans of command steps")
+    group.addoption("--plan", action="append", default=[], metavar="PATH", help=PLAN_HELP)
+    group.addoption("--var", action="append", default=[], type=parse_var, metavar="NAME=VALUE", help=VAR_HELP)
+    group.addoption("--ledger", metavar="PATH", default=None, help=LEDGER_HELP)
+    group.addoption("--no-ledger", action="store_true", default=False, help="Do not record the run in a ledger")
+    group.addoption("--planrun-run-dir", metavar="DIR", default=None, help=RUN_DIR_HELP)
+    group.addoption(
+        "--planrun-run-id", metavar="ID", default=None, help="Use this run id instead of a new one (for the API)"
+    )
+    group.addoption("--planrun-kill-grace", metavar="SECONDS", default=None, help=KILL_GRACE_HELP)
+    group.addoption(
+        "--resume",
+        nargs="?",
+        const="last",
+        default=None,
+        metavar="RUN_ID",
+        help="Run only the steps that did not succeed in RUN_ID (default: the plan's last run) and their dependents",
+    )
+    parser.addini("planrun_ledger", LEDGER_HELP)
+    parser.addini("planrun_kill_grace", KILL_GRACE_HELP)
+
+
+def _seconds(value: str, where: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise pytest.UsageError(f"invalid number of seconds {value!r} from {where}") from None
+    if seconds < 0:
+        raise pytest.UsageError(f"invalid number of seconds {value!r} from {where}: must not be negative")
+    return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every planrun setting, with its precedence resolved (flag, then ini key, then default)."""
+
+    plans: tuple[str, ...]
+    variables: dict[str, str]
+    ledger: Path | None
+    run_dir: Path | None
+    run_id: str | None
+    kill_grace: float
+    resume: str | None
+    invocation_dir: Path
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Settings:
+        opt = config.option
+        invocation_dir = Path(config.invocation_params.dir)
+        ledger: Path | None = None
+        if not opt.no_ledger:
+            raw = opt.ledger or config.getini("planrun_ledger") or DEFAULT_LEDGER
+            ledger = invocation_dir / os.path.expanduser(raw)
+        if opt.planrun_kill_grace is not None:
+            grace = _seconds(opt.planrun_kill_grace, "--planrun-kill-grace")
+        elif config.getini("planrun_kill_grace"):
+            grace = _seconds(str(config.getini("planrun_kill_grace")), "ini planrun_kill_grace")
+        else:
+            grace = 3.0
+        run_dir = invocation_dir / opt.planrun_run_dir if opt.planrun_run_dir else None
+        return cls(
+            plans=tuple(opt.plan),
+            variables=dict(opt.var),
+            ledger=ledger,
+            run_dir=run_dir,
+            run_id=opt.planrun_run_id,
+            kill_grace=grace,
+            resume=opt.resume,
+            invocation_dir=invocation_dir,
+        )

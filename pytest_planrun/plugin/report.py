@@ -1,0 +1,74 @@
+"""The terminal's view of a run: waiting steps as they happen, and a summary of retries and verdicts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from ..run.observer import RunInfo
+from ..run.records import AttemptRecord, StepResult
+
+if TYPE_CHECKING:
+    from .controller import PlanController
+
+
+class TerminalSummary:
+    """A ``RunObserver`` that remembers what the terminal summary needs."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.controller: PlanController | None = None
+        self.run: RunInfo | None = None
+        self.flaky: list[StepResult] = []
+        self.allowed: list[StepResult] = []
+        self.state: str | None = None
+        self.message: str | None = None
+
+    def _line(self, text: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and self.config.get_verbosity() >= 0:
+            reporter.write_line(text)
+
+    def run_started(self, run: RunInfo, now: float) -> None:
+        self.run = run
+
+    def attempt_started(self, step_id: str, attempt: int, worker: str, now: float) -> None:
+        pass
+
+    def attempt_ended(self, record: AttemptRecord, will_retry: bool) -> None:
+        pass
+
+    def step_waiting(self, step_id: str, reason: str, now: float) -> None:
+        self._line(f"planrun: step '{step_id}' is {reason}")
+
+    def step_finished(self, result: StepResult, now: float) -> None:
+        if result.outcome == "succeeded" and len(result.attempts) > 1:
+            self.flaky.append(result)
+        if result.allowed_failure:
+            self.allowed.append(result)
+
+    def run_finished(self, state: str, exit_code: int, message: str | None, now: float) -> None:
+        self.state, self.message = state, message
+
+    def write(self, reporter: Any) -> None:
+        if self.run is None:
+            return
+        if self.flaky:
+            reporter.write_sep("=", "planrun: passed after retries", yellow=True)
+            for result in self.flaky:
+                failures = ", ".join(
+                    f"#{r.attempt} {r.error or 'failed'}" for r in result.attempts if r.state != "succeeded"
+                )
+                reporter.write_line(
+                    f"FLAKY {result.step_id}: passed on attempt {len(result.attempts)} ({failures})"
+                )
+        if self.allowed:
+            reporter.write_sep("=", "planrun: allowed failures (critical: false)", yellow=True)
+            for result in self.allowed:
+                last = result.attempts[-1] if result.attempts else None
+                reporter.write_line(f"ALLOWED {result.step_id}: {last.error if last else result.reason}")
+        run = self.run
+        state = self.state or "canceled"
+        text = f"planrun: run {run.run_id} {state}" + (f" ({self.message})" if self.message else "")
+        reporter.write_line(text + f"; logs in {run.run_dir}")

@@ -1,0 +1,226 @@
+"""The per-process plugin objects: the controller's (serial loop, reports, summary) and a worker's loop."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from ..plan import LoadedPlan
+from ..run.observer import RunObserver
+from ..run.process import CancelToken, sweep_orphans
+from ..run.serial import drive_serially
+from ..run.step import RunContext, display_command
+from .controller import PlanController, StepPlace, place_for
+from .items import StepItem, Ticket, find_step_line, ticket_key
+from .options import Settings
+from .report import TerminalSummary
+
+log = logging.getLogger(__name__)
+
+
+def make_places(config: pytest.Config, controller: PlanController, nodeids: Sequence[str]) -> dict[str, StepPlace]:
+    """Places of the selected steps, from their node ids (the same in serial and xdist runs)."""
+    lines: dict[str, dict[str, int]] = {}
+    places: dict[str, StepPlace] = {}
+    by_path = {str(p.path): p for p in controller.plans}
+    for nodeid in nodeids:
+        file_part, _, step_id = nodeid.rpartition("::")
+        step = controller.steps.get(step_id)
+        if step is None:
+            continue
+        path = str((config.rootpath / file_part).resolve())
+        plan = by_path.get(path)
+        if plan is None:
+            continue
+        if path not in lines:
+            text = plan.path.read_text(encoding="utf-8")
+            lines[path] = {s.id: find_step_line(text, s.id) for s in plan.steps}
+        places[step_id] = place_for(nodeid, step, lines[path][step_id], display_command(step, plan.masker))
+    return places
+
+
+class ControllerPlugin:
+    """Registered on the controller (the only process in a serial run)."""
+
+    def __init__(self, config: pytest.Config, settings: Settings, plans: list[LoadedPlan], context: RunContext) -> None:
+        self.config = config
+        self.settings = settings
+        self.summary = TerminalSummary(config)
+        observers: list[RunObserver] = [self.summary]
+        ledger = _ledger_recorder(settings, context)
+        if ledger is not None:
+            observers.append(ledger)
+        self.controller = PlanController(
+            config,
+            plans,
+            context,
+            observers,
+            condition_compiler=_condition_compiler(),
+            expected_durations=_expected_durations(settings, plans),
+            done_before=None,
+        )
+        self.summary.controller = self.controller
+
+    @pytest.hookimpl(tryfirst=True)  # before pytest's own loop, which would run items in list order
+    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        if self.config.pluginmanager.has_plugin("dsession"):
+            return None  # an xdist run: the DAG scheduler drives the workers
+        if session.testsfailed and not session.config.option.continue_on_collection_errors:
+            raise session.Interrupted(
+                f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} during collection"
+            )
+        if session.config.option.collectonly:
+            return True
+        steps = {item.step.id: item for item in session.items if isinstance(item, StepItem)}
+        for item in session.items:
+            if not isinstance(item, StepItem):  # plain tests given beside the plan: run them first
+                item.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
+                if session.shouldfail or session.shouldstop:
+                    raise session.Failed(session.shouldfail) if session.shouldfail else session.Interrupted(
+                        str(session.shouldstop)
+                    )
+        if not steps:
+            return True
+        controller = self.controller
+        controller.build(make_places(self.config, controller, [i.nodeid for i in steps.values()]), slots=1)
+
+        def run_step(step_id: str, attempt: int) -> None:
+            item = steps[step_id]
+            assert controller.core is not None
+            item.stash[ticket_key] = Ticket(attempt, controller.core.will_retry(step_id, attempt), CancelToken())
+            controller.started(step_id, attempt, "main")
+            item.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
+
+        def should_stop() -> str | None:
+            if session.shouldfail:
+                return f"cancelled: {session.shouldfail}"
+            if session.shouldstop:
+                return f"cancelled: {session.shouldstop}"
+            return None
+
+        try:
+            drive_serially(controller, run_step, should_stop)
+        except KeyboardInterrupt:
+            controller.interrupt("cancelled: interrupted")
+            raise
+        return True
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.controller.on_report(report)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        controller = self.controller
+        if controller.core is not None and controller.final is None:
+            controller.interrupt("cancelled: interrupted")
+            controller.take_actions()
+        if controller.core is not None:
+            controller.finish(int(exitstatus))
+        # Safety net: nothing a step started may outlive the run.
+        sweep_orphans(controller.context.run_id, grace=controller.context.kill_grace)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        self.summary.write(terminalreporter)
+
+
+def _ledger_recorder(settings: Settings, context: RunContext) -> RunObserver | None:
+    if settings.ledger is None:
+        return None
+    try:
+        from ..ledger.writer import LedgerRecorder
+    except ImportError:  # pragma: no cover - the ledger package is optional while it is built
+        return None
+    return LedgerRecorder(settings.ledger, context.run_dir)  # type: ignore[return-value]
+
+
+def _condition_compiler() -> Any:
+    try:
+        from ..core.conditions import compile_condition
+    except ImportError:  # pragma: no cover
+        return None
+
+    def compile_for(step: Any, plan: LoadedPlan) -> Any:
+        return compile_condition(step.condition)
+
+    return compile_for
+
+
+def _expected_durations(settings: Settings, plans: list[LoadedPlan]) -> dict[str, float] | None:
+    if settings.ledger is None or not settings.ledger.exists() or len(plans) != 1:
+        return None
+    try:
+        from ..ledger.queries import previous_durations
+    except ImportError:  # pragma: no cover
+        return None
+    try:
+        return previous_durations(settings.ledger, plans[0].plan.plan_id)  # type: ignore[no-any-return]
+    except Exception as error:  # an unreadable history must not stop a run: fall back to weights
+        log.warning("planrun: no step durations from %s: %s", settings.ledger, error)
+        return None
+
+
+class WorkerLoop:
+    """Replaces xdist's worker loop: run each step the moment it arrives, and cancel on request.
+
+    xdist 3.8 remote.py takes the *next* index before running the current one, so a lone ready
+    step would wait for another to be sent; a DAG scheduler sends one step at a time.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.workerid = str(config.workerinput.get("workerid", "?"))  # type: ignore[attr-defined]
+        self.jobs: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self.tokens: dict[str, CancelToken] = {}
+
+    def _interactor(self) -> Any:
+        for plugin in self.config.pluginmanager.get_plugins():
+            if type(plugin).__name__ == "WorkerInteractor":
+                return plugin
+        raise RuntimeError("xdist's WorkerInteractor is not registered on this worker")
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool:
+        interactor = self._interactor()
+        end = object()
+
+        def handle(command: Any) -> None:
+            # Runs on execnet's receiver thread: a cancel must act while the main thread waits on a step.
+            if command is end:
+                self.jobs.put(None)
+                return
+            name, kwargs = command
+            if name == "planrun_run":
+                # The token exists from now on, so a cancel that overtakes the start still lands.
+                kwargs["token"] = self.tokens[kwargs["step_id"]] = CancelToken()
+                self.jobs.put(kwargs)
+            elif name == "planrun_cancel":
+                token = self.tokens.get(kwargs["step_id"])
+                if token is not None:
+                    token.cancel(kwargs["reason"])
+            elif name == "runtests":
+                for index in kwargs["indices"]:
+                    self.jobs.put({"index": index})
+            elif name == "shutdown":
+                self.jobs.put(None)
+            else:
+                interactor.handle_command(command)
+
+        interactor.channel.setcallback(handle, endmarker=end)
+        while (job := self.jobs.get()) is not None:
+            index = job["index"]
+            item = session.items[index]
+            if isinstance(item, StepItem) and "token" in job:
+                item.stash[ticket_key] = Ticket(job["attempt"], job["will_retry"], job["token"], self.workerid)
+            start = time.perf_counter()
+            self.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
+            interactor.sendevent(
+                "runtest_protocol_complete", item_index=index, duration=time.perf_counter() - start
+            )
+            if session.shouldfail or session.shouldstop:
+                break
+        return True

@@ -1,0 +1,40 @@
+"""Hooks that exist only with pytest-xdist, registered only when it is installed (``-p no:xdist`` works)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .items import runtime_key
+
+if TYPE_CHECKING:
+    from xdist.workermanage import WorkerController
+
+
+class XdistHooks:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_configure_node(self, node: WorkerController) -> None:
+        """Workers share the controller's run id and run directory."""
+        runtime = self.config.stash.get(runtime_key, None)
+        if runtime is not None:
+            node.workerinput["planrun_run_id"] = runtime.context.run_id
+            node.workerinput["planrun_run_dir"] = str(runtime.context.run_dir)
+
+    @pytest.hookimpl(tryfirst=True)  # xdist's own implementation is trylast; ours decides for plans
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        plugin = config.pluginmanager.get_plugin("planrun-controller")
+        if plugin is None:
+            return None
+        from .session import make_places
+        from .xdist_scheduler import DagScheduling
+
+        controller = plugin.controller
+        cap = max(p.plan.globals.max_concurrency for p in controller.plans)
+        scheduler = DagScheduling(
+            config, controller, lambda nodeids: make_places(config, controller, nodeids), cap
+        )
+        plugin.scheduler = scheduler
+        return scheduler

@@ -1,0 +1,205 @@
+"""The DAG-aware xdist scheduler: sends each step to an idle worker the moment the core starts it.
+
+It satisfies xdist's ``Scheduling`` protocol (xdist 3.6–3.8 ``scheduler/protocol.py``); every
+decision comes from the run's ``PlanController`` (and so from the same core as serial runs).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from ..core.state import Cancel, Start, Wait
+from .controller import PlanController
+
+if TYPE_CHECKING:
+    from xdist.workermanage import WorkerController
+
+log = logging.getLogger(__name__)
+
+WAKE_EVENT = "planrun_wake"
+
+
+class DagScheduling:
+    """One step per worker at a time; dependencies, retries, skips and cancels decided by the core."""
+
+    def __init__(self, config: pytest.Config, controller: PlanController, build_places: Any, cap: int) -> None:
+        self.config = config
+        self.controller = controller
+        self._build_places = build_places
+        self._cap = cap  # the plan's max_concurrency
+        self._nodes: list[WorkerController] = []
+        self._collections: dict[WorkerController, list[str]] = {}
+        self._idle: deque[WorkerController] = deque()
+        self._running: dict[WorkerController, tuple[int, str | None]] = {}
+        self._starts: deque[Start] = deque()
+        self._plain: deque[int] = deque()  # indices of ordinary tests given beside the plan
+        self._index: dict[str, int] = {}
+        self._started = False
+        self._timers: list[threading.Timer] = []
+        self._dsession: Any = config.pluginmanager.getplugin("dsession")
+        if self._dsession is not None:
+            # xdist's controller loop dispatches ("name", kwargs) events to ``worker_<name>``: a
+            # timer (retry delay) or a crash report wakes the scheduler through that same queue.
+            setattr(self._dsession, f"worker_{WAKE_EVENT}", self._on_wake)
+        controller.on_new_actions = self._post_wake
+        self._wake_posted = False
+        self._lock = threading.Lock()
+
+    # -- xdist's Scheduling protocol -------------------------------------------------------------
+
+    @property
+    def nodes(self) -> list[WorkerController]:
+        return list(self._nodes)
+
+    @property
+    def collection_is_completed(self) -> bool:
+        return bool(self._nodes) and all(node in self._collections for node in self._nodes)
+
+    @property
+    def tests_finished(self) -> bool:
+        if not self.collection_is_completed or not self._started:
+            return False
+        core_done = self.controller.core is None or self.controller.final is not None
+        return core_done and not self._running and not self._plain and not self._starts
+
+    @property
+    def has_pending(self) -> bool:
+        return not self.tests_finished
+
+    def add_node(self, node: WorkerController) -> None:
+        self._nodes.append(node)
+
+    def add_node_collection(self, node: WorkerController, collection: Sequence[str]) -> None:
+        existing = next(iter(self._collections.values()), None)
+        if existing is not None and list(collection) != existing:
+            raise pytest.UsageError(
+                f"worker {node.gateway.id} collected different items than the others; "
+                "planrun needs the same plan on every worker"
+            )
+        self._collections[node] = list(collection)
+        if self._started:  # a worker that replaces a crashed one
+            self._idle.append(node)
+            self.controller.set_slots(self._slots())
+            self._dispatch()
+
+    def mark_test_complete(self, node: WorkerController, item_index: int, duration: float = 0) -> None:
+        self._running.pop(node, None)
+        if node in self._nodes:
+            self._idle.append(node)
+        self._dispatch()
+
+    def mark_test_pending(self, item: str) -> None:
+        raise NotImplementedError("planrun's scheduler does not take tests back from workers")
+
+    def remove_pending_tests_from_node(self, node: WorkerController, indices: Sequence[int]) -> None:
+        raise NotImplementedError("planrun's scheduler never queues more than one test per worker")
+
+    def remove_node(self, node: WorkerController) -> str | None:
+        """A worker went away; return the node id it was running (xdist reports it as crashed)."""
+        self._nodes.remove(node)
+        self._collections.pop(node, None)
+        if node in self._idle:
+            self._idle.remove(node)
+        running = self._running.pop(node, None)
+        if self._started and self._nodes:
+            self.controller.set_slots(self._slots())
+        if running is None:
+            return None
+        return self._collection[running[0]]
+
+    def schedule(self) -> None:
+        """Collection is complete on every worker: begin the run."""
+        if self._started:
+            self._dispatch()
+            return
+        self._started = True
+        collection = self._collection
+        self._index = {nodeid: i for i, nodeid in enumerate(collection)}
+        places = self._build_places(collection)
+        step_nodeids = {place.nodeid for place in places.values()}
+        self._plain.extend(i for i, nodeid in enumerate(collection) if nodeid not in step_nodeids)
+        self._idle.extend(self._nodes)
+        if places:
+            self.controller.build(places, slots=self._slots())
+        self._dispatch()
+
+    # -- internals ------------------------------------------------------------------------------
+
+    @property
+    def _collection(self) -> list[str]:
+        return next(iter(self._collections.values()))
+
+    def _slots(self) -> int:
+        return max(1, min(self._cap, len(self._nodes)))
+
+    def _post_wake(self) -> None:
+        with self._lock:
+            if self._wake_posted or self._dsession is None:
+                return
+            self._wake_posted = True
+        self._dsession.queue.put((WAKE_EVENT, {}))
+
+    def _on_wake(self) -> None:
+        with self._lock:
+            self._wake_posted = False
+        self.controller.wake()
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        stop = getattr(self._dsession, "shouldstop", None)
+        if stop:
+            self.controller.interrupt(f"cancelled: {stop}")
+        for action in self.controller.take_actions():
+            if isinstance(action, Start):
+                self._starts.append(action)
+            elif isinstance(action, Cancel):
+                self._cancel_running(action)
+            elif isinstance(action, Wait):
+                delay = max(0.0, action.until - time.monotonic())
+                timer = threading.Timer(delay, self._post_wake)
+                timer.daemon = True
+                timer.start()
+                self._timers.append(timer)
+        while self._idle and (self._starts or (self._plain and not stop)):
+            node = self._idle.popleft()
+            if self._starts:
+                start = self._starts.popleft()
+                place = self.controller.places[start.step_id]
+                index = self._index[place.nodeid]
+                self._running[node] = (index, start.step_id)
+                assert self.controller.core is not None
+                self.controller.started(start.step_id, start.attempt, node.gateway.id)
+                node.sendcommand(
+                    "planrun_run",
+                    index=index,
+                    step_id=start.step_id,
+                    attempt=start.attempt,
+                    will_retry=self.controller.core.will_retry(start.step_id, start.attempt),
+                )
+            else:
+                index = self._plain.popleft()
+                self._running[node] = (index, None)
+                node.send_runtest_some([index])
+
+    def _cancel_running(self, action: Cancel) -> None:
+        for node, (_, step_id) in self._running.items():
+            if step_id == action.step_id:
+                node.sendcommand("planrun_cancel", step_id=step_id, reason=action.reason)
+                return
+        # Started by the core but not yet sent: it never reaches a worker.
+        for start in list(self._starts):
+            if start.step_id == action.step_id:
+                self._starts.remove(start)
+                assert self.controller.core is not None
+                self.controller.on_unsent(start.step_id, start.attempt)
+
+    def shutdown(self) -> None:
+        for timer in self._timers:
+            timer.cancel()

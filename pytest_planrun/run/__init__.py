@@ -1,0 +1,1 @@
+"""Doing it: one attempt as a process, locks, and the serial driver."""

@@ -1,0 +1,54 @@
+"""The seam between a running plan and whoever records it (terminal summary, ledger, JUnit)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .records import AttemptRecord, StepResult
+
+
+@dataclass(frozen=True, slots=True)
+class StepInfo:
+    """What observers know of a step before it runs."""
+
+    step_id: str
+    index: int  # declaration index in the plan (the ledger's ``sequence``)
+    name: str | None
+    command: str  # masked, shell-quoted
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """One run of one plan, as observers see it."""
+
+    run_id: str
+    plan_id: str
+    plan_path: str  # as the user gave it
+    plan_hash: str  # sha256 of the plan file
+    run_dir: str  # where attempt logs and events.jsonl go
+    variables: Mapping[str, str]  # secrets already masked
+    steps: tuple[StepInfo, ...]
+    workers: int
+    pid: int  # the controller's pid: a run whose controller is gone is stale
+    metadata: Mapping[str, object] = field(default_factory=dict)
+
+
+class RunObserver(Protocol):
+    """Called on the controller only, in this order per step: started, ended (per attempt), finished."""
+
+    def run_started(self, run: RunInfo, now: float) -> None: ...
+
+    def attempt_started(self, step_id: str, attempt: int, worker: str, now: float) -> None: ...
+
+    def attempt_ended(self, record: AttemptRecord, will_retry: bool) -> None: ...
+
+    def step_waiting(self, step_id: str, reason: str, now: float) -> None:
+        """A ready step waits for something other than a free slot (a lock held elsewhere)."""
+
+    def step_finished(self, result: StepResult, now: float) -> None: ...
+
+    def run_finished(self, state: str, exit_code: int, message: str | None, now: float) -> None:
+        """``state`` is one of succeeded | failed | canceled."""

@@ -1,0 +1,47 @@
+"""Plain records of what happened to a step: what observers (terminal, ledger, JUnit) are told.
+
+They travel from xdist workers to the controller inside test reports, so they convert to and from
+JSON-able dicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """How one attempt of a step ended."""
+
+    step_id: str
+    attempt: int  # 1-based
+    state: str  # "succeeded" | "failed" | "canceled" (the ledger's attempt states)
+    exit_code: int | None
+    timed_out: bool
+    started_at: float  # wall clock (epoch seconds)
+    ended_at: float
+    duration: float  # seconds, monotonic
+    command: str  # masked, shell-quoted
+    stdout_path: str
+    stderr_path: str
+    error: str | None = None  # e.g. "executable not found: 'foo'", "timed out after 5 s"
+    worker: str = "main"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AttemptRecord:
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """The final word on a step: its outcome, why, and every attempt it made."""
+
+    step_id: str
+    outcome: str  # an Outcome value: succeeded | failed | skipped | canceled
+    reason: str | None = None  # why skipped/cancelled/failed, shown verbatim everywhere
+    attempts: tuple[AttemptRecord, ...] = field(default_factory=tuple)
+    allowed_failure: bool = False  # critical: false and failed

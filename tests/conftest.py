@@ -1,0 +1,41 @@
+"""Fixtures for planrun's tests: write a plan and run pytest on it, serial or with xdist."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+from planhelpers import plan_doc
+
+
+class RunPlan(Protocol):
+    def __call__(self, steps: list[dict[str, Any]], *args: str, **globals_: Any) -> pytest.RunResult: ...
+
+
+@pytest.fixture
+def write_plan(pytester: pytest.Pytester) -> Callable[..., Path]:
+    def write(steps: list[dict[str, Any]], name: str = "plan.json", **globals_: Any) -> Path:
+        path = pytester.path / name
+        path.write_text(json.dumps(plan_doc(steps, **globals_), indent=2))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def run_plan(pytester: pytest.Pytester, write_plan: Callable[..., Path]) -> RunPlan:
+    def run(steps: list[dict[str, Any]], *args: str, **globals_: Any) -> pytest.RunResult:
+        path = write_plan(steps, **globals_)
+        return pytester.runpytest_subprocess("--plan", path.name, "-p", "no:cacheprovider", *args)
+
+    return run
+
+
+@pytest.fixture(params=[[], ["-n", "2"]], ids=["serial", "xdist"])
+def mode(request: pytest.FixtureRequest) -> list[str]:
+    return list(request.param)
+
+
