@@ -210,8 +210,8 @@ class RunCore:
     def _context(self, step_id: str) -> _Context:
         deps = self._deps[step_id]
         return _Context(
-            dependencies_ok=all(self._clean[d] for d in deps),
-            any_failed=any(self._tainted[d] for d in deps),
+            dependencies_ok=all(self._clean.get(d, False) for d in deps),
+            any_failed=any(self._tainted.get(d, False) for d in deps),
             cancelled=self._aborted_by is not None or self._interrupted is not None,
             outcomes=self._outcome_names,
             variables=self._variables,
@@ -237,7 +237,7 @@ class RunCore:
         if self._abort_reason is not None:
             self._end(step_id, Outcome.CANCELED, self._abort_reason, actions)
         elif not ctx.dependencies_ok:
-            cause = next(self._cause[d] for d in self._deps[step_id] if not self._clean[d])
+            cause = next(self._cause[d] for d in self._deps[step_id] if not self._clean.get(d, False))
             self._end(step_id, Outcome.SKIPPED, cause, actions)
         elif condition is not None and not condition.evaluate(ctx):
             self._end(step_id, Outcome.SKIPPED, f"condition false: {condition.text}", actions)
@@ -246,15 +246,19 @@ class RunCore:
 
     def _fail(self, step_id: str, actions: list[Action]) -> None:
         rule = self._rules[step_id]
+        aborting = rule.on_failure == "abort" and rule.critical and self._aborted_by is None
+        if aborting:  # before the step ends, so its dependents are cancelled rather than skipped
+            self._aborted_by = step_id
+            self._abort_reason = f"cancelled: '{step_id}' failed (abort)"
         self._end(step_id, Outcome.FAILED, None, actions, clean=rule.on_failure == "continue")
-        if rule.on_failure == "abort" and rule.critical and self._aborted_by is None:
-            self._abort(step_id, actions)
+        if aborting:
+            self._abort(actions)
 
-    def _abort(self, failed: str, actions: list[Action]) -> None:
+    def _abort(self, actions: list[Action]) -> None:
         """Nothing new starts; running steps are cancelled; waiting ones too, unless a status
         condition (``always()``, ``failure()``, ``cancelled()``) lets them run for cleanup."""
-        self._aborted_by = failed
-        reason = self._abort_reason = f"cancelled: '{failed}' failed (abort)"
+        reason = self._abort_reason
+        assert reason is not None
         for step_id in sorted(self._running, key=self._index.__getitem__):
             self._cancelling[step_id] = reason
             actions.append(Cancel(step_id, reason, running=True))
@@ -302,17 +306,20 @@ class RunCore:
         self._outcome_names[step_id] = outcome.condition_name
         self._reason[step_id] = reason
         deps = self._deps[step_id]
-        upstream_clean = all(self._clean[d] for d in deps)
+        # A step cancelled by an interrupt may end before its dependencies do.
+        upstream_clean = all(self._clean.get(d, False) for d in deps)
         if clean is None:
             clean = outcome is Outcome.SUCCEEDED
         self._clean[step_id] = clean and upstream_clean
         failed_here = outcome is Outcome.FAILED and self._rules[step_id].on_failure != "continue"
-        self._tainted[step_id] = failed_here or any(self._tainted[d] for d in deps)
+        self._tainted[step_id] = failed_here or any(self._tainted.get(d, False) for d in deps)
         if not self._clean[step_id]:
             if not clean:
                 self._cause[step_id] = self._own_cause(step_id, outcome, reason)
             else:
-                self._cause[step_id] = next(self._cause[d] for d in deps if not self._clean[d])
+                self._cause[step_id] = next(
+                    (self._cause[d] for d in deps if d in self._cause), f"dependency of '{step_id}' did not succeed"
+                )
         if outcome is Outcome.SKIPPED:
             actions.append(Skip(step_id, reason or "skipped"))
         elif outcome is Outcome.CANCELED and step_id not in self._running:

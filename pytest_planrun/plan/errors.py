@@ -59,10 +59,8 @@ def validation_problems(error: ValidationError, raw_steps: Sequence[Any], file: 
         loc: Loc = tuple(details["loc"])
         if len(loc) >= 3 and loc[0] == "variables" and loc[2] in _VARIABLE_TAGS:
             loc = loc[:2] + loc[3:]
-        if details["type"] == "too_short" and len(details["input"]) >= details.get("ctx", {}).get(
-            "min_length", 0
-        ):
-            continue  # pydantic counts only the items that validated; their own errors are reported
+        if _counted_only_valid_items(details):
+            continue
         message, hint = _describe(details, loc)
         if loc and loc[-1] == "[key]":
             loc = loc[:-2]
@@ -71,6 +69,13 @@ def validation_problems(error: ValidationError, raw_steps: Sequence[Any], file: 
         if problem not in problems:
             problems.append(problem)
     return problems
+
+
+def _counted_only_valid_items(details: ErrorDetails) -> bool:
+    """A "too short" list that is long enough: pydantic counted the items that validated, and the
+    others have their own errors."""
+    minimum = details.get("ctx", {}).get("min_length", 0)
+    return details["type"] == "too_short" and len(details["input"]) >= minimum
 
 
 def _describe(details: ErrorDetails, loc: Loc) -> tuple[str, str | None]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -154,6 +156,33 @@ class Plan(_Frozen):
     variables: dict[VariableName, VariableEntry] = {}
     """Variables used as ``${NAME}`` in command, args, cwd and env values; a string is a default."""
     steps: Annotated[tuple[Step, ...], Field(min_length=1)]
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], variables: Mapping[str, str] | None = None) -> Plan:
+        """Load a plan file with ``variables`` (as ``--var``) substituted into command, args, cwd and env.
+
+        Raises PlanError listing every problem. `load_plan` gives the steps resolved for running.
+        """
+        # Imported here because loading builds on this module.
+        from .load import load_plan
+        from .variables import substitute
+
+        loaded = load_plan(path, variables or {})
+        env = {key: substitute(value, loaded.variables) for key, value in loaded.plan.globals.env.items()}
+        steps = tuple(
+            s.step.model_copy(
+                update={
+                    "command": s.command,
+                    "args": s.args,
+                    "cwd": s.cwd,
+                    "env": {k: s.env[k] for k in s.step.env},
+                }
+            )
+            for s in loaded.steps
+        )
+        return loaded.plan.model_copy(
+            update={"globals": loaded.plan.globals.model_copy(update={"env": env}), "steps": steps}
+        )
 
 
 def plan_json_schema() -> dict[str, Any]:

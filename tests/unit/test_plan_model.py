@@ -17,6 +17,7 @@ from pytest_planrun.plan import (
     Globals,
     LoadedPlan,
     Plan,
+    PlanError,
     Step,
     load_plan,
     plan_json_schema,
@@ -65,6 +66,25 @@ def test_test_simple_loads_unchanged() -> None:
     assert loaded.deps() == {"step1": [], "step2": ["step1"], "step3": ["step1"], "step4": ["step2", "step3"]}
     assert loaded.step("step4").index == 3
     assert loaded.step("step1").args == ("-c", "print('Step 1 complete')")
+
+
+def test_plan_from_file_substitutes_variables(write_plan: WritePlan) -> None:
+    path = write_plan(
+        step("a", "${V}", args=["-${V}"], cwd="${V}", env={"E": "${V}"}), globals={"env": {"G": "${V}"}}
+    )
+    loaded = Plan.from_file(path, {"V": "x"})
+    assert isinstance(loaded, Plan)
+    a = loaded.steps[0]
+    assert (a.command, a.args, a.cwd, a.env, loaded.globals.env) == (
+        "x",
+        ("-x",),
+        "x",
+        {"E": "x"},
+        {"G": "x"},
+    )
+    assert Plan.from_file(COMPAT / "test_simple.json").plan_id == "PLAN-TEST-SIMPLE-001"
+    with pytest.raises(PlanError, match="undefined variable 'BRANCH'"):
+        Plan.from_file(COMPAT / "safe_merge.json")
 
 
 def test_loaded_plan_records_path_and_hash(write_plan: WritePlan, monkeypatch: pytest.MonkeyPatch) -> None:
