@@ -37,5 +37,3 @@ def run_plan(pytester: pytest.Pytester, write_plan: Callable[..., Path]) -> RunP
 @pytest.fixture(params=[[], ["-n", "2"]], ids=["serial", "xdist"])
 def mode(request: pytest.FixtureRequest) -> list[str]:
     return list(request.param)
-
-

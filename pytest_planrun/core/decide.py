@@ -267,7 +267,9 @@ class RunCore:
             requeue.append(heapq.heappop(self._ready)[2])
         for step_id in self._rules:
             phase = self._phase[step_id]
-            if phase is Phase.RETRY_WAIT or (phase is Phase.PENDING and not self._may_run_after_abort(step_id)):
+            if phase is Phase.RETRY_WAIT or (
+                phase is Phase.PENDING and not self._may_run_after_abort(step_id)
+            ):
                 self._end(step_id, Outcome.CANCELED, reason, actions)
         for step_id in requeue:
             if self._phase[step_id] is Phase.READY:
@@ -278,7 +280,13 @@ class RunCore:
         return condition is not None and condition.uses_status_function
 
     def _end(
-        self, step_id: str, outcome: Outcome, reason: str | None, actions: list[Action], *, clean: bool | None = None
+        self,
+        step_id: str,
+        outcome: Outcome,
+        reason: str | None,
+        actions: list[Action],
+        *,
+        clean: bool | None = None,
     ) -> None:
         """Mark ``step_id`` ended, report it, and resolve dependents whose dependencies all ended.
 
@@ -318,7 +326,8 @@ class RunCore:
                 self._cause[step_id] = self._own_cause(step_id, outcome, reason)
             else:
                 self._cause[step_id] = next(
-                    (self._cause[d] for d in deps if d in self._cause), f"dependency of '{step_id}' did not succeed"
+                    (self._cause[d] for d in deps if d in self._cause),
+                    f"dependency of '{step_id}' did not succeed",
                 )
         if outcome is Outcome.SKIPPED:
             actions.append(Skip(step_id, reason or "skipped"))
@@ -368,9 +377,7 @@ class RunCore:
         if self._interrupted:
             actions.append(Finish("canceled", self._interrupted))
             return
-        failed = [
-            s for s, o in self._outcome.items() if o is Outcome.FAILED and self._rules[s].critical
-        ]
+        failed = [s for s, o in self._outcome.items() if o is Outcome.FAILED and self._rules[s].critical]
         if failed:
             actions.append(Finish("failed", f"step '{failed[0]}' failed"))
         else:

@@ -122,7 +122,9 @@ class PlanController:
     def run_info(self, workers: int) -> RunInfo:
         first = self.plans[0]
         steps = tuple(
-            StepInfo(s.id, s.index, s.step.name, display_command(s, self._plan_of[s.id].masker), tuple(s.tags))
+            StepInfo(
+                s.id, s.index, s.step.name, display_command(s, self._plan_of[s.id].masker), tuple(s.tags)
+            )
             for s in self.steps.values()
         )
         variables: dict[str, str] = {}
@@ -171,9 +173,13 @@ class PlanController:
         self._attempts.setdefault(record.step_id, []).append(record)
         for observer in self.observers:
             observer.attempt_ended(record, will_retry)
-        actions = self.core.attempt_ended(record.step_id, record.attempt, record.state == "succeeded", time.monotonic())
+        actions = self.core.attempt_ended(
+            record.step_id, record.attempt, record.state == "succeeded", time.monotonic()
+        )
         outcome = self.core.outcome(record.step_id)
-        if outcome in (Outcome.SUCCEEDED, Outcome.FAILED) or (outcome is Outcome.CANCELED and record.state == "canceled"):
+        if outcome in (Outcome.SUCCEEDED, Outcome.FAILED) or (
+            outcome is Outcome.CANCELED and record.state == "canceled"
+        ):
             self._reported.add(record.step_id)
             self._finish_step(record.step_id)
         self._queue(actions)

@@ -15,8 +15,8 @@ from ..core.graph import topological_order
 from ..plan import LoadedPlan, PlanError, load_plan
 from ..run.process import CancelToken
 from ..run.step import RunContext
-from .controller import PlanController, default_run_dir
-from .items import PlanFile, StepFailed, StepItem, Ticket, record_key, runtime_key, Runtime, ticket_key
+from .controller import default_run_dir
+from .items import PlanFile, Runtime, StepFailed, StepItem, Ticket, record_key, runtime_key, ticket_key
 from .options import Settings
 from .options import pytest_addoption as pytest_addoption  # noqa: F401  (a hook)
 from .session import ControllerPlugin, WorkerLoop
@@ -97,7 +97,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if is_worker(config):
         config.pluginmanager.register(WorkerLoop(config), "planrun-worker")
     else:
-        config.pluginmanager.register(ControllerPlugin(config, settings, plans, context), "planrun-controller")
+        config.pluginmanager.register(
+            ControllerPlugin(config, settings, plans, context), "planrun-controller"
+        )
         _terminate_like_interrupt()
     if config.pluginmanager.hasplugin("xdist"):
         from .xdist_hooks import XdistHooks
@@ -185,7 +187,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if not isinstance(item, StepItem) or report.when != "call":
         return report
@@ -210,7 +214,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+def pytest_report_teststatus(
+    report: pytest.TestReport,
+) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
     if report.outcome == "rerun":  # type: ignore[comparison-overlap]
         return "rerun", "R", ("RERUN", {"yellow": True})
     return None

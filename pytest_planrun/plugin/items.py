@@ -127,7 +127,9 @@ class StepItem(pytest.Item):
             ticket = Ticket(attempt=1, will_retry=False, token=CancelToken())
         if ticket.token.reason is not None:
             pytest.skip(ticket.token.reason)
-        record = execute_attempt(self.step, ticket.attempt, runtime.context, worker=ticket.worker, token=ticket.token)
+        record = execute_attempt(
+            self.step, ticket.attempt, runtime.context, worker=ticket.worker, token=ticket.token
+        )
         self.stash[record_key] = record
         if record.state == "succeeded":
             return

@@ -23,7 +23,9 @@ from .report import TerminalSummary
 log = logging.getLogger(__name__)
 
 
-def make_places(config: pytest.Config, controller: PlanController, nodeids: Sequence[str]) -> dict[str, StepPlace]:
+def make_places(
+    config: pytest.Config, controller: PlanController, nodeids: Sequence[str]
+) -> dict[str, StepPlace]:
     """Places of the selected steps, from their node ids (the same in serial and xdist runs)."""
     lines: dict[str, dict[str, int]] = {}
     places: dict[str, StepPlace] = {}
@@ -47,7 +49,9 @@ def make_places(config: pytest.Config, controller: PlanController, nodeids: Sequ
 class ControllerPlugin:
     """Registered on the controller (the only process in a serial run)."""
 
-    def __init__(self, config: pytest.Config, settings: Settings, plans: list[LoadedPlan], context: RunContext) -> None:
+    def __init__(
+        self, config: pytest.Config, settings: Settings, plans: list[LoadedPlan], context: RunContext
+    ) -> None:
         self.config = config
         self.settings = settings
         self.summary = TerminalSummary(config)
@@ -81,8 +85,10 @@ class ControllerPlugin:
             if not isinstance(item, StepItem):  # plain tests given beside the plan: run them first
                 item.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
                 if session.shouldfail or session.shouldstop:
-                    raise session.Failed(session.shouldfail) if session.shouldfail else session.Interrupted(
-                        str(session.shouldstop)
+                    raise (
+                        session.Failed(session.shouldfail)
+                        if session.shouldfail
+                        else session.Interrupted(str(session.shouldstop))
                     )
         if not steps:
             return True
@@ -92,7 +98,9 @@ class ControllerPlugin:
         def run_step(step_id: str, attempt: int) -> None:
             item = steps[step_id]
             assert controller.core is not None
-            item.stash[ticket_key] = Ticket(attempt, controller.core.will_retry(step_id, attempt), CancelToken())
+            item.stash[ticket_key] = Ticket(
+                attempt, controller.core.will_retry(step_id, attempt), CancelToken()
+            )
             controller.started(step_id, attempt, "main")
             item.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
 
@@ -215,7 +223,9 @@ class WorkerLoop:
             index = job["index"]
             item = session.items[index]
             if isinstance(item, StepItem) and "token" in job:
-                item.stash[ticket_key] = Ticket(job["attempt"], job["will_retry"], job["token"], self.workerid)
+                item.stash[ticket_key] = Ticket(
+                    job["attempt"], job["will_retry"], job["token"], self.workerid
+                )
             start = time.perf_counter()
             self.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
             interactor.sendevent(

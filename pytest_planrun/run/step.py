@@ -78,7 +78,11 @@ def execute_attempt(
         state = "failed"
     error = outcome.error
     if error is None and state == "failed" and outcome.exit_code is not None:
-        error = f"exit code {outcome.exit_code}" if outcome.exit_code >= 0 else f"killed by signal {-outcome.exit_code}"
+        error = (
+            f"exit code {outcome.exit_code}"
+            if outcome.exit_code >= 0
+            else f"killed by signal {-outcome.exit_code}"
+        )
     return AttemptRecord(
         step_id=step.id,
         attempt=attempt,

@@ -7,14 +7,21 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import RunPlan
 from planhelpers import sh, stamped, stamps, step
 
+from conftest import RunPlan
 
-def test_all_succeed_in_dependency_order(run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]) -> None:
+
+def test_all_succeed_in_dependency_order(
+    run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]
+) -> None:
     # 'late' is declared first but depends on 'early': it must still run after it.
     result = run_plan(
-        [stamped("late", depends_on=["early"]), stamped("early", "sleep 0.2"), stamped("last", depends_on=["late"])],
+        [
+            stamped("late", depends_on=["early"]),
+            stamped("early", "sleep 0.2"),
+            stamped("last", depends_on=["late"]),
+        ],
         *mode,
     )
     result.assert_outcomes(passed=3)
@@ -26,7 +33,11 @@ def test_all_succeed_in_dependency_order(run_plan: RunPlan, pytester: pytest.Pyt
 
 def test_abort_cancels_the_rest_naming_the_failed_step(run_plan: RunPlan, mode: list[str]) -> None:
     result = run_plan(
-        [sh("lint", "exit 3"), step("build", "true", depends_on=["lint"]), step("docs", "true", depends_on=["build"])],
+        [
+            sh("lint", "exit 3"),
+            step("build", "true", depends_on=["lint"]),
+            step("docs", "true", depends_on=["build"]),
+        ],
         "-rs",
         *mode,
     )
@@ -63,16 +74,24 @@ def test_continue_lets_dependents_run(run_plan: RunPlan, mode: list[str]) -> Non
 def test_non_critical_failure_is_allowed_and_exit_code_stays_zero(run_plan: RunPlan, mode: list[str]) -> None:
     # critical: false with abort acts as skip_dependents: the dependent is skipped, the run passes.
     result = run_plan(
-        [sh("flaky", "exit 2", critical=False), step("after", "true", depends_on=["flaky"]), step("x", "true")],
+        [
+            sh("flaky", "exit 2", critical=False),
+            step("after", "true", depends_on=["flaky"]),
+            step("x", "true"),
+        ],
         "-rxs",
         *mode,
     )
     result.assert_outcomes(xfailed=1, skipped=1, passed=1)
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["*allowed failure (critical: false): exit code 2*", "*dependency 'flaky' failed*"])
+    result.stdout.fnmatch_lines(
+        ["*allowed failure (critical: false): exit code 2*", "*dependency 'flaky' failed*"]
+    )
 
 
-def test_retries_until_success_counted_by_attempts(run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]) -> None:
+def test_retries_until_success_counted_by_attempts(
+    run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]
+) -> None:
     # Fails on attempts 1 and 2, passes on 3.
     script = 'n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; [ "$n" -ge 3 ]'
     result = run_plan([sh("fetch", script, retries=2)], *mode)
@@ -82,8 +101,10 @@ def test_retries_until_success_counted_by_attempts(run_plan: RunPlan, pytester: 
 
 
 def test_explicit_zero_retries_beats_default(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
-    script = 'n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) > count; exit 1'
-    result = run_plan([sh("once", script, retries=0), sh("thrice", script.replace("count", "count3"))], default_retries=2)
+    script = "n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) > count; exit 1"
+    result = run_plan(
+        [sh("once", script, retries=0), sh("thrice", script.replace("count", "count3"))], default_retries=2
+    )
     assert (pytester.path / "count").read_text().strip() == "1"
     result.assert_outcomes(failed=1, skipped=1)
 
@@ -94,7 +115,9 @@ def test_retries_exhausted_report_attempts(run_plan: RunPlan, mode: list[str]) -
     result.stdout.fnmatch_lines(["*exit code 2 after 3 attempts*", "*oops*"])
 
 
-def test_timeout_kills_the_whole_process_tree(run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]) -> None:
+def test_timeout_kills_the_whole_process_tree(
+    run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]
+) -> None:
     script = "sleep 300 & echo $! > child.pid; sh -c 'sleep 300 & echo $! > grandchild.pid; wait' & wait"
     result = run_plan([sh("hang", script, timeout_sec=1)], *mode)
     result.assert_outcomes(failed=1)
@@ -104,23 +127,31 @@ def test_timeout_kills_the_whole_process_tree(run_plan: RunPlan, pytester: pytes
         assert not _alive(pid), f"{name} {pid} survived the timeout"
 
 
-def test_failure_report_shows_command_output_and_logs_not_a_traceback(run_plan: RunPlan, mode: list[str]) -> None:
+def test_failure_report_shows_command_output_and_logs_not_a_traceback(
+    run_plan: RunPlan, mode: list[str]
+) -> None:
     result = run_plan([sh("build", "echo building; echo broken >&2; exit 4")], *mode)
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    result.stdout.fnmatch_lines(["*step 'build' failed: exit code 4*", "*command: sh -c*", "*building*", "*broken*"])
+    result.stdout.fnmatch_lines(
+        ["*step 'build' failed: exit code 4*", "*command: sh -c*", "*building*", "*broken*"]
+    )
     assert "attempt-1.stdout.log" in out
     assert "Traceback" not in out and "pytest_planrun" not in out.split("short test summary")[0]
 
 
 def test_missing_executable_fails_with_its_name(run_plan: RunPlan, mode: list[str]) -> None:
-    result = run_plan([step("ghost", "no-such-tool-xyz", "--help"), step("next", "true", depends_on=["ghost"])], *mode)
+    result = run_plan(
+        [step("ghost", "no-such-tool-xyz", "--help"), step("next", "true", depends_on=["ghost"])], *mode
+    )
     result.assert_outcomes(failed=1, skipped=1)
     result.stdout.fnmatch_lines(["*no-such-tool-xyz*"])
     assert "Traceback" not in result.stdout.str()
 
 
-def test_ten_megabytes_of_output_do_not_deadlock(run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]) -> None:
+def test_ten_megabytes_of_output_do_not_deadlock(
+    run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]
+) -> None:
     script = "head -c 10485760 /dev/zero | tr '\\0' x; head -c 10485760 /dev/zero | tr '\\0' y >&2"
     result = run_plan([sh("loud", script, timeout_sec=60)], *mode)
     result.assert_outcomes(passed=1)
@@ -129,7 +160,9 @@ def test_ten_megabytes_of_output_do_not_deadlock(run_plan: RunPlan, pytester: py
 
 
 def test_x_stops_after_the_first_failure(run_plan: RunPlan) -> None:
-    result = run_plan([sh("a", "exit 1", on_failure="continue"), step("b", "true", depends_on=["a"])], "-x", "-rs")
+    result = run_plan(
+        [sh("a", "exit 1", on_failure="continue"), step("b", "true", depends_on=["a"])], "-x", "-rs"
+    )
     result.assert_outcomes(failed=1, skipped=1)
     result.stdout.fnmatch_lines(["*cancelled*"])
 

@@ -40,7 +40,11 @@ class Trace:
 
 
 def simulate(
-    rules: list[StepRule], *, slots: int, fails: set[str] = frozenset(), rnd: Random | None = None  # type: ignore[assignment]
+    rules: list[StepRule],
+    *,
+    slots: int,
+    fails: set[str] = frozenset(),
+    rnd: Random | None = None,  # type: ignore[assignment]
 ) -> tuple[RunCore, Trace]:
     """Drive a core to the end: running steps end in random order; ``fails`` fail every attempt."""
     rnd = rnd or Random(0)
@@ -100,7 +104,12 @@ def test_abort_cancels_pending_and_running_steps() -> None:
 
 
 def test_skip_dependents_reaches_transitive_dependents_only() -> None:
-    rules = [StepRule("a", on_failure="skip_dependents"), StepRule("b", ("a",)), StepRule("c", ("b",)), StepRule("d")]
+    rules = [
+        StepRule("a", on_failure="skip_dependents"),
+        StepRule("b", ("a",)),
+        StepRule("c", ("b",)),
+        StepRule("d"),
+    ]
     core, trace = simulate(rules, slots=1, fails={"a"})
     assert core.outcome("b") is Outcome.SKIPPED and core.reason("b") == "dependency 'a' failed"
     assert core.reason("c") == "dependency 'a' failed"
@@ -108,7 +117,9 @@ def test_skip_dependents_reaches_transitive_dependents_only() -> None:
 
 
 def test_continue_runs_dependents_and_fails_the_run() -> None:
-    core, trace = simulate([StepRule("a", on_failure="continue"), StepRule("b", ("a",))], slots=1, fails={"a"})
+    core, trace = simulate(
+        [StepRule("a", on_failure="continue"), StepRule("b", ("a",))], slots=1, fails={"a"}
+    )
     assert core.outcome("b") is Outcome.SUCCEEDED
     assert trace.actions[-1] == Finish("failed", "step 'a' failed")
 
@@ -167,7 +178,10 @@ def test_interrupt_cancels_everything() -> None:
     core = RunCore(chain("a", "b"), slots=1)
     core.begin()
     actions = core.interrupt("cancelled: interrupted")
-    assert actions == [Cancel("a", "cancelled: interrupted", running=True), Cancel("b", "cancelled: interrupted", running=False)]
+    assert actions == [
+        Cancel("a", "cancelled: interrupted", running=True),
+        Cancel("b", "cancelled: interrupted", running=False),
+    ]
     assert core.attempt_ended("a", 1, False, 1.0)[-1] == Finish("canceled", "cancelled: interrupted")
 
 
@@ -223,10 +237,14 @@ def test_core_imports_no_io_modules() -> None:
 
 # -- properties over random DAGs and outcomes ----------------------------------------------------
 
+
 @st.composite
 def dags(draw: st.DrawFn, max_steps: int = 25) -> dict[str, list[str]]:
     ids = [f"s{i}" for i in range(draw(st.integers(1, max_steps)))]
-    return {s: draw(st.lists(st.sampled_from(ids[:i]), unique=True, max_size=4)) if i else [] for i, s in enumerate(ids)}
+    return {
+        s: draw(st.lists(st.sampled_from(ids[:i]), unique=True, max_size=4)) if i else []
+        for i, s in enumerate(ids)
+    }
 
 
 policies = st.sampled_from(["abort", "skip_dependents", "continue"])
@@ -234,11 +252,18 @@ policies = st.sampled_from(["abort", "skip_dependents", "continue"])
 
 @settings(max_examples=300, deadline=None)
 @given(dags(), st.integers(1, 4), st.randoms(use_true_random=False), st.data())
-def test_random_runs_keep_the_invariants(deps: dict[str, list[str]], slots: int, rnd: Random, data: st.DataObject) -> None:
+def test_random_runs_keep_the_invariants(
+    deps: dict[str, list[str]], slots: int, rnd: Random, data: st.DataObject
+) -> None:
     fails = data.draw(st.sets(st.sampled_from(sorted(deps))))
     rules = [
-        StepRule(s, tuple(d), on_failure=data.draw(policies), critical=data.draw(st.booleans()),
-                 retries=data.draw(st.integers(0, 2)))
+        StepRule(
+            s,
+            tuple(d),
+            on_failure=data.draw(policies),
+            critical=data.draw(st.booleans()),
+            retries=data.draw(st.integers(0, 2)),
+        )
         for s, d in deps.items()
     ]
     by_id = {r.step_id: r for r in rules}
