@@ -16,7 +16,7 @@ from ..plan import LoadedPlan, PlanError, load_plan
 from ..run.process import CancelToken
 from ..run.step import RunContext
 from .controller import default_run_dir
-from .items import PlanFile, Runtime, StepFailed, StepItem, Ticket, record_key, runtime_key, ticket_key
+from .items import marker_name, PlanFile, Runtime, StepFailed, StepItem, Ticket, record_key, runtime_key, ticket_key
 from .options import Settings
 from .options import pytest_addoption as pytest_addoption  # noqa: F401  (a hook)
 from .session import ControllerPlugin, WorkerLoop
@@ -82,7 +82,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for plan in plans:
         for step in plan.steps:
             for tag in step.tags:
-                config.addinivalue_line("markers", f"{tag}: step tag from plan {plan.display_path}")
+                config.addinivalue_line("markers", f"{marker_name(tag)}: step tag '{tag}' from plan {plan.display_path}")
     _collect_plans_too(config, plans)
     if is_worker(config):
         workerinput = config.workerinput  # type: ignore[attr-defined]

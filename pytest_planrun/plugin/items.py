@@ -82,6 +82,12 @@ def _last_lines(path: Path, count: int) -> str:
     return "\n".join(text.splitlines()[-count:])
 
 
+def marker_name(tag: str) -> str:
+    """The registrable marker for a tag: pytest's marker registry cuts names at ':' (``phase:1`` would
+    register ``phase``), so ``--strict-markers`` needs ``phase_1``; the tag itself is a marker too."""
+    return re.sub(r"\W", "_", tag)
+
+
 def find_step_line(text: str, step_id: str) -> int:
     """0-based line of the step's ``"id"`` in the plan file (0 when not found), for report locations."""
     match = re.search(r'"id"\s*:\s*' + re.escape(f'"{step_id}"'), text)
@@ -110,9 +116,10 @@ class StepItem(pytest.Item):
         self.plan = plan
         self.line = line
         for tag in step.tags:
-            mark = pytest.Mark(tag, (), {}, _ispytest=True)
-            self.own_markers.append(mark)
-            self.keywords[tag] = mark
+            for name in dict.fromkeys((tag, marker_name(tag))):
+                mark = pytest.Mark(name, (), {}, _ispytest=True)
+                self.own_markers.append(mark)
+                self.keywords[name] = mark
         if step.step.name:
             self.extra_keyword_matches.add(step.step.name)
 

@@ -226,6 +226,7 @@ class WorkerLoop:
                 item.stash[ticket_key] = Ticket(
                     job["attempt"], job["will_retry"], job["token"], self.workerid
                 )
+            interactor.item_index = index  # xdist's report hook tags reports with it
             start = time.perf_counter()
             self.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
             interactor.sendevent(

@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from ..core.state import Action, Start
+from ..core.state import Action, Cancel, Start
 
 
 class Drivable(Protocol):
@@ -23,6 +23,8 @@ class Drivable(Protocol):
 
     def interrupt(self, reason: str) -> None: ...
 
+    def on_unsent(self, step_id: str, attempt: int) -> None: ...
+
 
 def drive_serially(
     controller: Drivable,
@@ -34,7 +36,24 @@ def drive_serially(
 ) -> None:
     """Run the plan to its end: start what the core says, feed it outcomes (through the reports
     ``run_step`` produces), and sleep only until the next retry is due — never a polling loop."""
-    todo: deque[Action] = deque(controller.take_actions())
+    todo: deque[Action] = deque()
+
+    def take() -> None:
+        while batch := controller.take_actions():  # taking one batch may decide more (on_unsent)
+            for action in batch:
+                place(action)
+
+    def place(action: Action) -> None:
+        if not isinstance(action, Cancel):
+            todo.append(action)
+            return
+        # One step runs at a time and it has ended: a cancelled step is one still queued.
+        queued = next((a for a in todo if isinstance(a, Start) and a.step_id == action.step_id), None)
+        if queued is not None:
+            todo.remove(queued)
+            controller.on_unsent(queued.step_id, queued.attempt)
+
+    take()
     while True:
         while todo:
             action = todo.popleft()
@@ -43,8 +62,7 @@ def drive_serially(
                 reason = should_stop()
                 if reason is not None:
                     controller.interrupt(reason)
-            # Cancel(running=True) needs nothing here: one step runs at a time and it has ended.
-            todo.extend(controller.take_actions())
+            take()
         if controller.final is not None:
             return
         due = controller.next_wake()
@@ -52,4 +70,4 @@ def drive_serially(
             raise RuntimeError("the run is not finished but nothing is running or waiting")
         sleep(max(0.0, due - clock()))
         controller.wake()
-        todo.extend(controller.take_actions())
+        take()

@@ -57,7 +57,7 @@ def test_marker_selection_runs_exactly_the_selected_steps(
             stamped("lint", tags=["phase:2"]),
         ],
         "-m",
-        "phase:2",
+        "phase_2",
         "--strict-markers",
     )
     result.assert_outcomes(passed=2, deselected=1)

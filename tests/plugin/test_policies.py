@@ -95,7 +95,7 @@ def test_retries_until_success_counted_by_attempts(
     # Fails on attempts 1 and 2, passes on 3.
     script = 'n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; [ "$n" -ge 3 ]'
     result = run_plan([sh("fetch", script, retries=2)], *mode)
-    result.assert_outcomes(passed=1, rerun=2)
+    assert_outcomes(result, passed=1, rerun=2)
     assert (pytester.path / "count").read_text().strip() == "3"
     result.stdout.fnmatch_lines(["*passed after retries*", "*FLAKY fetch: passed on attempt 3*"])
 
@@ -111,7 +111,7 @@ def test_explicit_zero_retries_beats_default(run_plan: RunPlan, pytester: pytest
 
 def test_retries_exhausted_report_attempts(run_plan: RunPlan, mode: list[str]) -> None:
     result = run_plan([sh("bad", "echo oops >&2; exit 2", retries=2)], *mode)
-    result.assert_outcomes(failed=1, rerun=2)
+    assert_outcomes(result, failed=1, rerun=2)
     result.stdout.fnmatch_lines(["*exit code 2 after 3 attempts*", "*oops*"])
 
 
@@ -165,6 +165,13 @@ def test_x_stops_after_the_first_failure(run_plan: RunPlan) -> None:
     )
     result.assert_outcomes(failed=1, skipped=1)
     result.stdout.fnmatch_lines(["*cancelled*"])
+
+
+def assert_outcomes(result: pytest.RunResult, **expected: int) -> None:
+    """Like ``RunResult.assert_outcomes``, counting rerun attempts too."""
+    __tracebackhide__ = True
+    outcomes = result.parseoutcomes()
+    assert {k: outcomes.get(k, 0) for k in expected} == expected, outcomes
 
 
 def _alive(pid: int) -> bool:

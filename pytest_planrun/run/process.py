@@ -1,0 +1,317 @@
+"""One attempt of a step as a process: spawn, save output, wait without polling, kill the whole tree."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+CHUNK = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptSpec:
+    argv: tuple[str, ...]
+    shell: bool
+    cwd: Path
+    env: Mapping[str, str]
+    timeout: float | None
+    stdout_path: Path
+    stderr_path: Path
+    secrets: tuple[str, ...] = ()
+    kill_grace: float = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    exit_code: int | None
+    timed_out: bool
+    cancelled: str | None
+    error: str | None
+    started_at: float
+    ended_at: float
+    duration: float
+    pid: int | None
+
+
+class CancelToken:
+    """Cancel a running attempt from any thread: its process tree is killed at once."""
+
+    def __init__(self) -> None:
+        self._reason: str | None = None
+        self._lock = threading.Lock()
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+
+    def cancel(self, reason: str) -> None:
+        with self._lock:
+            if self._reason is not None:
+                return
+            self._reason = reason
+        try:
+            os.write(self._write_fd, b"x")
+        except OSError:
+            pass
+
+    @property
+    def reason(self) -> str | None:
+        return self._reason
+
+    def fileno(self) -> int:
+        return self._read_fd
+
+    def __del__(self) -> None:
+        for fd in (self._read_fd, self._write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def kill_tree(pid: int, grace: float = 3.0) -> None:
+    """SIGTERM the process, its group and every descendant; SIGKILL what is left after ``grace``."""
+    procs = _descendants(pid)
+    try:
+        procs.insert(0, psutil.Process(pid))
+    except psutil.Error:
+        pass
+    _signal_group(pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    _signal_group(pid, signal.SIGKILL)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=1.0)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def sweep_orphans(run_id: str, step_id: str | None = None, grace: float = 1.0) -> list[int]:
+    """Kill every process whose environment marks it as part of ``run_id`` (and ``step_id``)."""
+    me = psutil.Process()
+    spared = {me.pid, *(p.pid for p in me.parents())}
+    found: list[psutil.Process] = []
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid in spared:
+            continue
+        try:
+            env = proc.environ()
+        except (psutil.Error, OSError):
+            continue
+        if env.get("PLANRUN_RUN_ID") != run_id:
+            continue
+        if step_id is not None and env.get("PLANRUN_STEP_ID") != step_id:
+            continue
+        found.append(proc)
+    for proc in found:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(found, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    return [p.pid for p in found]
+
+
+def tail(path: Path, max_bytes: int = 65536, secrets: tuple[str, ...] = ()) -> str:
+    """The end of a log file (at most ``max_bytes``), starting at a line boundary when it can."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            if size > max_bytes:
+                handle.seek(size - max_bytes)
+            data = handle.read(max_bytes)
+    except OSError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    if size > max_bytes:
+        newline = text.find("\n")
+        if 0 <= newline < len(text) - 1:
+            text = text[newline + 1 :]
+        text = f"[{size - len(text.encode('utf-8', errors='replace'))} earlier bytes in {path}]\n" + text
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _drain(source: IO[bytes], target: IO[bytes], secrets: list[bytes]) -> None:
+    """Copy a pipe to a file, masking secrets, even when one straddles two chunks."""
+    keep = max(len(s) for s in secrets) - 1
+    carry = b""
+    fd = source.fileno()
+    while True:
+        chunk = os.read(fd, CHUNK)
+        buffer = carry + chunk
+        for secret in secrets:
+            buffer = buffer.replace(secret, b"***")
+        if not chunk:
+            target.write(buffer)
+            break
+        cut = max(0, len(buffer) - keep)
+        target.write(buffer[:cut])
+        carry = buffer[cut:]
+    target.flush()
+
+
+def _wait(proc: subprocess.Popen[bytes], deadline: float | None, token: CancelToken | None) -> str:
+    """Wait for the process to exit, the deadline to pass or the token to fire: 'exit' | 'timeout' | 'cancel'."""
+    watch: list[int] = []
+    pidfd: int | None = None
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+        watch.append(pidfd)
+    except (AttributeError, OSError):
+        pidfd = None
+    if token is not None:
+        watch.append(token.fileno())
+    try:
+        while True:
+            if pidfd is None:
+                # No pidfd (not Linux): a waiter thread turns the exit into an event.
+                done = threading.Event()
+                threading.Thread(target=lambda: (proc.wait(), done.set()), daemon=True).start()
+                while True:
+                    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    if token is not None:
+                        ready, _, _ = select.select([token.fileno()], [], [], remaining if remaining is not None else None)
+                    if done.wait(0 if token is not None else remaining):
+                        return "exit"
+                    if token is not None and token.reason is not None:
+                        return "cancel"
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return "timeout"
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select(watch, [], [], remaining)
+            if pidfd in ready:
+                return "exit"
+            if token is not None and token.fileno() in ready:
+                return "cancel"
+            if deadline is not None and time.monotonic() >= deadline:
+                return "timeout"
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def run_attempt(spec: AttemptSpec, token: CancelToken | None = None) -> AttemptOutcome:
+    """Run one attempt to its end; never raises for the step's own failures."""
+    spec.stdout_path.parent.mkdir(parents=True, exist_ok=True)
+    spec.stderr_path.parent.mkdir(parents=True, exist_ok=True)
+    started_at = time.time()
+    start = time.monotonic()
+
+    def outcome(code: int | None, error: str | None, *, timed_out: bool = False, pid: int | None = None,
+                cancelled: str | None = None) -> AttemptOutcome:
+        return AttemptOutcome(code, timed_out, cancelled, error, started_at, time.time(), time.monotonic() - start, pid)
+
+    with spec.stdout_path.open("wb") as out, spec.stderr_path.open("wb") as err:
+        if token is not None and token.reason is not None:
+            return outcome(None, f"cancelled: {token.reason}", cancelled=token.reason)
+        argv = ["/bin/sh", "-c", spec.argv[0]] if spec.shell else list(spec.argv)
+        secrets = [s.encode() for s in spec.secrets if s]
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=spec.cwd,
+                env=dict(spec.env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE if secrets else out,
+                stderr=subprocess.PIPE if secrets else err,
+                start_new_session=True,
+            )
+        except FileNotFoundError as error:
+            missing = argv[0] if not spec.cwd.is_dir() is False else argv[0]
+            message = (
+                f"cwd does not exist: '{spec.cwd}'" if not spec.cwd.is_dir() else f"executable not found: '{missing}'"
+            )
+            err.write((message + "\n").encode())
+            return outcome(None, message)
+        except PermissionError:
+            message = f"permission denied: '{argv[0]}'"
+            err.write((message + "\n").encode())
+            return outcome(None, message)
+        except OSError as error:
+            message = f"cannot start '{argv[0]}': {os.strerror(error.errno or errno.EIO)}"
+            err.write((message + "\n").encode())
+            return outcome(None, message)
+        drains = []
+        if secrets:
+            assert proc.stdout is not None and proc.stderr is not None
+            drains = [
+                threading.Thread(target=_drain, args=(proc.stdout, out, secrets), daemon=True),
+                threading.Thread(target=_drain, args=(proc.stderr, err, secrets), daemon=True),
+            ]
+            for thread in drains:
+                thread.start()
+        deadline = None if spec.timeout is None else start + spec.timeout
+        try:
+            how = _wait(proc, deadline, token)
+        except BaseException:
+            kill_tree(proc.pid, spec.kill_grace)
+            proc.wait()
+            raise
+        if how == "exit":
+            # A step must not leave anything behind in its session (a backgrounded daemon).
+            code = proc.wait()
+            leftovers = _descendants(proc.pid)
+            _signal_group(proc.pid, signal.SIGKILL)
+            for leftover in leftovers:
+                try:
+                    leftover.kill()
+                except psutil.Error:
+                    pass
+        else:
+            kill_tree(proc.pid, spec.kill_grace)
+            code = proc.wait()
+        for thread in drains:
+            thread.join()
+        if how == "timeout":
+            assert spec.timeout is not None
+            message = f"timed out after {_seconds(spec.timeout)} s"
+            return outcome(code, message, timed_out=True, pid=proc.pid)
+        if how == "cancel":
+            assert token is not None
+            return outcome(code, f"cancelled: {token.reason}", pid=proc.pid, cancelled=token.reason)
+        error = None if code == 0 else (f"exit code {code}" if code > 0 else f"killed by signal {-code}")
+        return outcome(code, error, pid=proc.pid)
