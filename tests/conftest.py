@@ -28,6 +28,9 @@ def write_plan(pytester: pytest.Pytester) -> Callable[..., Path]:
 @pytest.fixture
 def run_plan(pytester: pytest.Pytester, write_plan: Callable[..., Path]) -> RunPlan:
     def run(steps: list[dict[str, Any]], *args: str, **globals_: Any) -> pytest.RunResult:
+        if "-n" in args and "max_concurrency" not in globals_:
+            # the plan's cap applies under -n too: let the workers asked for actually run in parallel
+            globals_["max_concurrency"] = max(1, int(args[args.index("-n") + 1]))
         path = write_plan(steps, **globals_)
         return pytester.runpytest_subprocess("--plan", path.name, "-p", "no:cacheprovider", *args)
 

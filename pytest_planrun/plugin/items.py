@@ -133,7 +133,7 @@ class StepItem(pytest.Item):
         if ticket is None:  # run by a loop that is not ours (e.g. a plugin's own runtestloop)
             ticket = Ticket(attempt=1, will_retry=False, token=CancelToken())
         if ticket.token.reason is not None:
-            pytest.skip(ticket.token.reason)
+            raise pytest.skip.Exception(ticket.token.reason, _use_item_location=True)
         record = execute_attempt(
             self.step, ticket.attempt, runtime.context, worker=ticket.worker, token=ticket.token
         )
@@ -141,7 +141,7 @@ class StepItem(pytest.Item):
         if record.state == "succeeded":
             return
         if record.state == "canceled":
-            pytest.skip(ticket.token.reason or "cancelled")
+            raise pytest.skip.Exception(ticket.token.reason or "cancelled", _use_item_location=True)
         raise StepFailed(self.step, record, self.command)
 
     def repr_failure(

@@ -115,6 +115,33 @@ def kill_tree(pid: int, grace: float = 3.0) -> None:
     psutil.wait_procs(alive, timeout=1.0)
 
 
+def _stop(proc: subprocess.Popen[bytes], grace: float) -> int:
+    """Stop our own child and its tree; unlike ``kill_tree`` it leaves reaping the child to Popen,
+    so its exit status (the signal) is kept."""
+    descendants = _descendants(proc.pid)
+    _signal_group(proc.pid, signal.SIGTERM)
+    for member in descendants:
+        try:
+            member.terminate()
+        except psutil.Error:
+            pass
+    deadline = time.monotonic() + grace
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    _, alive = psutil.wait_procs(descendants, timeout=max(0.0, deadline - time.monotonic()))
+    _signal_group(proc.pid, signal.SIGKILL)
+    for member in alive:
+        try:
+            member.kill()
+        except psutil.Error:
+            pass
+    if proc.poll() is None:
+        proc.kill()
+    return proc.wait()
+
+
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pgid, sig)
@@ -288,8 +315,7 @@ def run_attempt(spec: AttemptSpec, token: CancelToken | None = None) -> AttemptO
         try:
             how = _wait(proc, deadline, token)
         except BaseException:
-            kill_tree(proc.pid, spec.kill_grace)
-            proc.wait()
+            _stop(proc, spec.kill_grace)
             raise
         if how == "exit":
             # A step must not leave anything behind in its session (a backgrounded daemon).
@@ -302,8 +328,7 @@ def run_attempt(spec: AttemptSpec, token: CancelToken | None = None) -> AttemptO
                 except psutil.Error:
                     pass
         else:
-            kill_tree(proc.pid, spec.kill_grace)
-            code = proc.wait()
+            code = _stop(proc, spec.kill_grace)
         for thread in drains:
             thread.join()
         if how == "timeout":

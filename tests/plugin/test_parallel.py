@@ -1,0 +1,140 @@
+"""Parallel runs through the DAG-aware xdist scheduler: overlap, the cap, abort across workers, crashes."""
+
+from __future__ import annotations
+
+import psutil
+import pytest
+from conftest import RunPlan
+from planhelpers import sh, stamped, stamps, step
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def max_overlap(times: dict[str, tuple[float, float]]) -> int:
+    """The largest number of steps running at one instant (from their recorded start/end times)."""
+    events = sorted([(s, 1) for s, _ in times.values()] + [(e, -1) for _, e in times.values()])
+    running = peak = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+def test_independent_branches_overlap_and_dependencies_hold(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+    result = run_plan(
+        [
+            stamped("root"),
+            stamped("slow_branch", "sleep 1", depends_on=["root"]),
+            stamped("fast1", "sleep 0.2", depends_on=["root"]),
+            stamped("fast2", "sleep 0.2", depends_on=["fast1"]),
+            stamped("join", depends_on=["slow_branch", "fast2"]),
+        ],
+        "-n",
+        "2",
+    )
+    result.assert_outcomes(passed=5)
+    t = stamps(pytester.path)
+    assert t["root"][1] <= min(t["slow_branch"][0], t["fast1"][0])
+    # a long branch never blocks an independent one: fast2 starts while slow_branch still runs
+    assert t["fast2"][0] < t["slow_branch"][1]
+    assert t["join"][0] >= max(t["slow_branch"][1], t["fast2"][1])
+
+
+def test_the_plans_cap_applies_whatever_n_says(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+    result = run_plan([stamped(f"s{i}", "sleep 0.3") for i in range(6)], "-n", "4", max_concurrency=2)
+    result.assert_outcomes(passed=6)
+    assert max_overlap(stamps(pytester.path)) == 2
+
+
+def test_without_n_the_plan_decides_the_workers(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+    result = run_plan([stamped(f"s{i}", "sleep 0.5") for i in range(2)], "-v", max_concurrency=2)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*[gw*PASSED*"])
+    assert max_overlap(stamps(pytester.path)) == 2
+
+
+def test_max_concurrency_one_stays_in_process(run_plan: RunPlan) -> None:
+    result = run_plan([step("a", "true"), step("b", "true")], "-v", max_concurrency=1)
+    result.assert_outcomes(passed=2)
+    assert "[gw" not in result.stdout.str()
+
+
+def test_abort_cancels_a_step_running_on_another_worker(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+    result = run_plan(
+        [
+            sh("slow", "echo $$ > slow.pid; exec sleep 120"),
+            sh("bad", "sleep 0.5; exit 1"),
+            step("later", "true", depends_on=["bad", "slow"]),
+        ],
+        "-n",
+        "2",
+        "-v",
+        "-rs",
+        max_concurrency=2,
+    )
+    result.assert_outcomes(failed=1, skipped=2)
+    result.stdout.fnmatch_lines(["*SKIPPED plan.json::slow*"])
+    assert result.stdout.str().count("SKIPPED [1] plan.json:") == 2
+    assert result.stdout.str().count("cancelled: 'bad' failed (abort)") >= 2
+    assert not alive(int((pytester.path / "slow.pid").read_text()))
+    # the run did not wait for the 120 s sleep: it ended long before it could have
+    assert result.duration < 60
+
+
+def test_a_crashed_worker_fails_its_step_and_the_run_goes_on(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+    # The step kills the worker running it (its parent) with SIGKILL, after starting a grandchild.
+    crash = "sleep 300 & echo $! > orphan.pid; sleep 0.2; kill -9 $PPID; sleep 300"
+    result = run_plan(
+        [
+            sh("crasher", crash, on_failure="skip_dependents"),
+            step("after_crash", "true", depends_on=["crasher"]),
+            stamped("independent", "sleep 0.5"),
+            stamped("later", depends_on=["independent"]),
+        ],
+        "-n",
+        "2",
+        "-rs",
+    )
+    result.assert_outcomes(failed=1, skipped=1, passed=2)
+    result.stdout.fnmatch_lines(["*worker crashed*"])
+    result.stdout.fnmatch_lines(["*dependency 'crasher' failed*"])
+    assert not alive(int((pytester.path / "orphan.pid").read_text()))
+
+
+def test_critical_path_starts_first_whatever_the_declaration_order(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+    shorts = [stamped(f"short{i}", "sleep 0.05") for i in range(8)]
+    chain = [stamped(f"c{i}", "sleep 0.1", depends_on=[f"c{i - 1}"] if i else []) for i in range(4)]
+    result = run_plan(shorts + chain, "-n", "2")
+    result.assert_outcomes(passed=12)
+    t = stamps(pytester.path)
+    # the chain's head is among the first two steps sent to the two workers
+    assert sum(t[f"short{i}"][0] < t["c0"][0] for i in range(8)) <= 1
+    # and the chain never waits behind short steps: each link starts as soon as the previous ends
+    assert all(t[f"c{i}"][0] - t[f"c{i - 1}"][1] < t["c3"][1] - t["c0"][0] for i in range(1, 4))
+
+
+@pytest.mark.parametrize("policy", ["abort", "skip_dependents", "continue"])
+def test_serial_and_parallel_give_the_same_outcomes_and_reasons(run_plan: RunPlan, policy: str) -> None:
+    steps = [
+        sh("a", "exit 1", on_failure=policy),
+        step("b", "true", depends_on=["a"]),
+        step("c", "true", depends_on=["b"]),
+        sh("d", "sleep 0.3"),
+        step("e", "true", depends_on=["d"]),
+    ]
+    serial = run_plan(steps, "-rA")
+    parallel = run_plan(steps, "-rA", "-n", "2")
+    assert serial.parseoutcomes() == parallel.parseoutcomes()
+    assert verdicts(serial) == verdicts(parallel)
+    assert len(verdicts(serial)) == 5
+
+
+def verdicts(result: pytest.RunResult) -> list[str]:
+    """The short summary's lines (outcome, node id, reason), in a stable order."""
+    lines = [line for line in result.stdout.lines if line.startswith(("PASSED", "FAILED", "SKIPPED", "XFAIL"))]
+    return sorted(line.split(" - ")[0] if line.startswith("FAILED") else line for line in lines)
