@@ -42,9 +42,12 @@ class ConditionLike(Protocol):
 
 
 class ConditionContextLike(Protocol):
-    dependencies_ok: bool
-    any_failed: bool
-    cancelled: bool
+    @property
+    def dependencies_ok(self) -> bool: ...
+    @property
+    def any_failed(self) -> bool: ...
+    @property
+    def cancelled(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -31,7 +32,7 @@ class StepPlace:
 
     nodeid: str
     location: tuple[str, int | None, str]
-    keywords: dict[str, int]
+    keywords: dict[str, Literal[1]]
 
 
 class PlanController:
@@ -90,7 +91,7 @@ class PlanController:
             if missing:
                 self.assumed[step_id] = missing
             rules.append(self._rule(step))
-        variables = {}
+        variables: dict[str, str] = {}
         for plan in self.plans:
             variables.update(plan.variables)
         self.core = RunCore(rules, slots=slots, variables=variables, done_before=self._done_before)
@@ -110,7 +111,7 @@ class PlanController:
         return StepRule(
             step_id=step.id,
             depends_on=tuple(step.depends_on),
-            on_failure=step.on_failure,  # type: ignore[arg-type]
+            on_failure=step.on_failure,
             critical=step.critical,
             retries=step.retries,
             retry_delay=step.retry_delay_sec,
@@ -122,9 +123,7 @@ class PlanController:
     def run_info(self, workers: int) -> RunInfo:
         first = self.plans[0]
         steps = tuple(
-            StepInfo(
-                s.id, s.index, s.step.name, display_command(s, self._plan_of[s.id].masker), tuple(s.tags)
-            )
+            StepInfo(s.id, s.index, s.step.name, display_command(s, self._plan_of[s.id].masker), tuple(s.tags))
             for s in self.steps.values()
         )
         variables: dict[str, str] = {}
@@ -173,9 +172,7 @@ class PlanController:
         self._attempts.setdefault(record.step_id, []).append(record)
         for observer in self.observers:
             observer.attempt_ended(record, will_retry)
-        actions = self.core.attempt_ended(
-            record.step_id, record.attempt, record.state == "succeeded", time.monotonic()
-        )
+        actions = self.core.attempt_ended(record.step_id, record.attempt, record.state == "succeeded", time.monotonic())
         outcome = self.core.outcome(record.step_id)
         if outcome in (Outcome.SUCCEEDED, Outcome.FAILED) or (
             outcome is Outcome.CANCELED and record.state == "canceled"
@@ -204,7 +201,7 @@ class PlanController:
             stdout_path="",
             stderr_path="",
             error="worker crashed",
-            worker=str(getattr(getattr(report, "node", None), "gateway", None) and report.node.gateway.id),  # type: ignore[attr-defined]
+            worker=_worker_id(report),
         )
         report.longrepr = f"step '{step_id}' failed: worker crashed while running it (attempt {attempt})"
         self._attempt_ended(record, self.core.will_retry(step_id, attempt))
@@ -308,10 +305,8 @@ class PlanController:
     def finish(self, exit_code: int) -> None:
         """The session ended: tell observers how the run ended."""
         final = self.final
-        if final is None:
-            state, message = "canceled", "the run ended before every step did"
-        else:
-            state, message = final.state, final.reason
+        state: str = final.state if final is not None else "canceled"
+        message = final.reason if final is not None else "the run ended before every step did"
         now = time.time()
         for observer in self.observers:
             observer.run_finished(state, exit_code, message, now)
@@ -320,11 +315,17 @@ class PlanController:
         return list(self._attempts.get(step_id, ()))
 
 
+def _worker_id(report: pytest.TestReport) -> str:
+    """The xdist worker a report came from ("gw0"), as xdist attaches it."""
+    gateway = getattr(getattr(report, "node", None), "gateway", None)
+    return str(getattr(gateway, "id", "?"))
+
+
 def place_for(nodeid: str, step: ResolvedStep, line: int, command: str) -> StepPlace:
     """The place of a step from its node id alone: the controller of an xdist run has no items, and
     serial runs use the same function so both report identically."""
     path = nodeid.rpartition("::")[0]
-    keywords = {step.id: 1, path.rpartition("/")[2]: 1, **{tag: 1 for tag in step.tags}}
+    keywords: dict[str, Literal[1]] = {step.id: 1, path.rpartition("/")[2]: 1, **{tag: 1 for tag in step.tags}}
     return StepPlace(nodeid=nodeid, location=(path, line, f"step {step.id}: {command}"), keywords=keywords)
 
 

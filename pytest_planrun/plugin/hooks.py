@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import uuid
 from collections.abc import Generator
@@ -12,11 +11,11 @@ from types import FrameType
 import pytest
 
 from ..core.graph import topological_order
-from ..plan import LoadedPlan, PlanError, load_plan
+from ..plan import LoadedPlan, Masker, PlanError, load_plan
 from ..run.process import CancelToken
 from ..run.step import RunContext
 from .controller import default_run_dir
-from .items import marker_name, PlanFile, Runtime, StepFailed, StepItem, Ticket, record_key, runtime_key, ticket_key
+from .items import PlanFile, Runtime, StepFailed, StepItem, Ticket, marker_name, record_key, runtime_key, ticket_key
 from .options import Settings
 from .options import pytest_addoption as pytest_addoption  # noqa: F401  (a hook)
 from .session import ControllerPlugin, WorkerLoop
@@ -82,7 +81,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for plan in plans:
         for step in plan.steps:
             for tag in step.tags:
-                config.addinivalue_line("markers", f"{marker_name(tag)}: step tag '{tag}' from plan {plan.display_path}")
+                config.addinivalue_line(
+                    "markers", f"{marker_name(tag)}: step tag '{tag}' from plan {plan.display_path}"
+                )
     _collect_plans_too(config, plans)
     if is_worker(config):
         workerinput = config.workerinput  # type: ignore[attr-defined]
@@ -97,9 +98,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if is_worker(config):
         config.pluginmanager.register(WorkerLoop(config), "planrun-worker")
     else:
-        config.pluginmanager.register(
-            ControllerPlugin(config, settings, plans, context), "planrun-controller"
-        )
+        config.pluginmanager.register(ControllerPlugin(config, settings, plans, context), "planrun-controller")
         _terminate_like_interrupt()
     if config.pluginmanager.hasplugin("xdist"):
         from .xdist_hooks import XdistHooks
@@ -107,9 +106,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(XdistHooks(config), "planrun-xdist")
 
 
-def _merged_masker(plans: list[LoadedPlan]) -> object:
-    from ..plan import Masker
-
+def _merged_masker(plans: list[LoadedPlan]) -> Masker:
     return Masker(v for p in plans for v in p.masker.secrets)
 
 
@@ -210,7 +207,7 @@ def pytest_runtest_makereport(
             report.outcome = "rerun"  # type: ignore[assignment]  # rerunfailures' category
         elif not item.step.critical:
             report.outcome = "skipped"
-            report.wasxfail = f"allowed failure (critical: false): {failure.headline()}"  # type: ignore[attr-defined]
+            report.wasxfail = f"allowed failure (critical: false): {failure.headline()}"
     return report
 
 
@@ -224,6 +221,3 @@ def pytest_report_teststatus(
 
 def new_ticket(attempt: int, will_retry: bool, worker: str = "main") -> Ticket:
     return Ticket(attempt=attempt, will_retry=will_retry, token=CancelToken(), worker=worker)
-
-
-__all__ = ["pytest_addoption", "os"]

@@ -102,9 +102,7 @@ class PlanFile(pytest.File):
         plan = runtime.plans[self.path]
         text = self.path.read_text(encoding="utf-8")
         for step in plan.steps:
-            yield StepItem.from_parent(
-                self, name=step.id, step=step, plan=plan, line=find_step_line(text, step.id)
-            )
+            yield StepItem.from_parent(self, name=step.id, step=step, plan=plan, line=find_step_line(text, step.id))
 
 
 class StepItem(pytest.Item):
@@ -134,9 +132,7 @@ class StepItem(pytest.Item):
             ticket = Ticket(attempt=1, will_retry=False, token=CancelToken())
         if ticket.token.reason is not None:
             raise pytest.skip.Exception(ticket.token.reason, _use_item_location=True)
-        record = execute_attempt(
-            self.step, ticket.attempt, runtime.context, worker=ticket.worker, token=ticket.token
-        )
+        record = execute_attempt(self.step, ticket.attempt, runtime.context, worker=ticket.worker, token=ticket.token)
         self.stash[record_key] = record
         if record.state == "succeeded":
             return

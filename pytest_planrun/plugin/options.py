@@ -29,9 +29,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--plan", action="append", default=[], metavar="PATH", help=PLAN_HELP)
     group.addoption("--var", action="append", default=[], type=parse_var, metavar="NAME=VALUE", help=VAR_HELP)
     group.addoption("--ledger", metavar="PATH", default=None, help=LEDGER_HELP)
-    group.addoption(
-        "--no-ledger", action="store_true", default=False, help="Do not record the run in a ledger"
-    )
+    group.addoption("--no-ledger", action="store_true", default=False, help="Do not record the run in a ledger")
     group.addoption("--planrun-run-dir", metavar="DIR", default=None, help=RUN_DIR_HELP)
     group.addoption(
         "--planrun-run-id",

@@ -60,9 +60,7 @@ class TerminalSummary:
                 failures = ", ".join(
                     f"#{r.attempt} {r.error or 'failed'}" for r in result.attempts if r.state != "succeeded"
                 )
-                reporter.write_line(
-                    f"FLAKY {result.step_id}: passed on attempt {len(result.attempts)} ({failures})"
-                )
+                reporter.write_line(f"FLAKY {result.step_id}: passed on attempt {len(result.attempts)} ({failures})")
         if self.allowed:
             reporter.write_sep("=", "planrun: allowed failures (critical: false)", yellow=True)
             for result in self.allowed:

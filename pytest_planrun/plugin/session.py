@@ -23,9 +23,7 @@ from .report import TerminalSummary
 log = logging.getLogger(__name__)
 
 
-def make_places(
-    config: pytest.Config, controller: PlanController, nodeids: Sequence[str]
-) -> dict[str, StepPlace]:
+def make_places(config: pytest.Config, controller: PlanController, nodeids: Sequence[str]) -> dict[str, StepPlace]:
     """Places of the selected steps, from their node ids (the same in serial and xdist runs)."""
     lines: dict[str, dict[str, int]] = {}
     places: dict[str, StepPlace] = {}
@@ -49,9 +47,7 @@ def make_places(
 class ControllerPlugin:
     """Registered on the controller (the only process in a serial run)."""
 
-    def __init__(
-        self, config: pytest.Config, settings: Settings, plans: list[LoadedPlan], context: RunContext
-    ) -> None:
+    def __init__(self, config: pytest.Config, settings: Settings, plans: list[LoadedPlan], context: RunContext) -> None:
         self.config = config
         self.settings = settings
         self.summary = TerminalSummary(config)
@@ -69,6 +65,11 @@ class ControllerPlugin:
             done_before=None,
         )
         self.summary.controller = self.controller
+        self.scheduler: Any = None  # the DAG scheduler, in xdist runs
+        junit = _junit_enricher(config, self.controller)
+        if junit is not None:
+            self.controller.observers.append(junit)
+            config.pluginmanager.register(junit, "planrun-junit")
 
     @pytest.hookimpl(tryfirst=True)  # before pytest's own loop, which would run items in list order
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
@@ -98,9 +99,7 @@ class ControllerPlugin:
         def run_step(step_id: str, attempt: int) -> None:
             item = steps[step_id]
             assert controller.core is not None
-            item.stash[ticket_key] = Ticket(
-                attempt, controller.core.will_retry(step_id, attempt), CancelToken()
-            )
+            item.stash[ticket_key] = Ticket(attempt, controller.core.will_retry(step_id, attempt), CancelToken())
             controller.started(step_id, attempt, "main")
             item.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
 
@@ -134,6 +133,14 @@ class ControllerPlugin:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         self.summary.write(terminalreporter)
+
+
+def _junit_enricher(config: pytest.Config, controller: PlanController) -> Any:
+    try:
+        from .junit import JUnitEnricher
+    except ImportError:  # pragma: no cover - while the JUnit module is being built
+        return None
+    return JUnitEnricher.create(config, controller)
 
 
 def _ledger_recorder(settings: Settings, context: RunContext) -> RunObserver | None:
@@ -223,15 +230,11 @@ class WorkerLoop:
             index = job["index"]
             item = session.items[index]
             if isinstance(item, StepItem) and "token" in job:
-                item.stash[ticket_key] = Ticket(
-                    job["attempt"], job["will_retry"], job["token"], self.workerid
-                )
+                item.stash[ticket_key] = Ticket(job["attempt"], job["will_retry"], job["token"], self.workerid)
             interactor.item_index = index  # xdist's report hook tags reports with it
             start = time.perf_counter()
             self.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
-            interactor.sendevent(
-                "runtest_protocol_complete", item_index=index, duration=time.perf_counter() - start
-            )
+            interactor.sendevent("runtest_protocol_complete", item_index=index, duration=time.perf_counter() - start)
             if session.shouldfail or session.shouldstop:
                 break
         return True

@@ -33,8 +33,6 @@ class XdistHooks:
 
         controller = plugin.controller
         cap = max(p.plan.globals.max_concurrency for p in controller.plans)
-        scheduler = DagScheduling(
-            config, controller, lambda nodeids: make_places(config, controller, nodeids), cap
-        )
+        scheduler = DagScheduling(config, controller, lambda nodeids: make_places(config, controller, nodeids), cap)
         plugin.scheduler = scheduler
         return scheduler

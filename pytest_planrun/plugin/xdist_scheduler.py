@@ -29,9 +29,7 @@ WAKE_EVENT = "planrun_wake"
 class DagScheduling:
     """One step per worker at a time; dependencies, retries, skips and cancels decided by the core."""
 
-    def __init__(
-        self, config: pytest.Config, controller: PlanController, build_places: Any, cap: int
-    ) -> None:
+    def __init__(self, config: pytest.Config, controller: PlanController, build_places: Any, cap: int) -> None:
         self.config = config
         self.controller = controller
         self._build_places = build_places

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -87,7 +87,7 @@ def _seconds(value: float) -> str:
 
 def _descendants(pid: int) -> list[psutil.Process]:
     try:
-        return psutil.Process(pid).children(recursive=True)
+        return list(psutil.Process(pid).children(recursive=True))
     except psutil.Error:
         return []
 
@@ -221,44 +221,46 @@ def _drain(source: IO[bytes], target: IO[bytes], secrets: list[bytes]) -> None:
     target.flush()
 
 
-def _wait(proc: subprocess.Popen[bytes], deadline: float | None, token: CancelToken | None) -> str:
-    """Wait for the process to exit, the deadline to pass or the token to fire: 'exit' | 'timeout' | 'cancel'."""
-    watch: list[int] = []
-    pidfd: int | None = None
+def _exit_signal(proc: subprocess.Popen[bytes]) -> tuple[int, Callable[[], None]]:
+    """A file descriptor that becomes readable when ``proc`` exits, and how to close it.
+
+    Linux gives a pidfd; elsewhere a thread blocked in ``wait`` writes to a pipe. Either way the
+    waiter sleeps in ``select`` until something happens: no polling interval sets the pace.
+    """
     try:
         pidfd = os.pidfd_open(proc.pid)
-        watch.append(pidfd)
     except (AttributeError, OSError):
-        pidfd = None
-    if token is not None:
-        watch.append(token.fileno())
+        read_end, write_end = os.pipe()
+
+        def wait_then_signal() -> None:
+            proc.wait()
+            os.write(write_end, b"x")
+
+        def close_pipe() -> None:
+            os.close(read_end)
+            os.close(write_end)
+
+        threading.Thread(target=wait_then_signal, daemon=True).start()
+        return read_end, close_pipe
+    return pidfd, lambda: os.close(pidfd)
+
+
+def _wait(proc: subprocess.Popen[bytes], deadline: float | None, token: CancelToken | None) -> str:
+    """Wait for the process to exit, the deadline to pass or the token to fire: 'exit' | 'timeout' | 'cancel'."""
+    exit_fd, close = _exit_signal(proc)
+    watch = [exit_fd] if token is None else [exit_fd, token.fileno()]
     try:
         while True:
-            if pidfd is None:
-                # No pidfd (not Linux): a waiter thread turns the exit into an event.
-                done = threading.Event()
-                threading.Thread(target=lambda: (proc.wait(), done.set()), daemon=True).start()
-                while True:
-                    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    if token is not None:
-                        ready, _, _ = select.select([token.fileno()], [], [], remaining if remaining is not None else None)
-                    if done.wait(0 if token is not None else remaining):
-                        return "exit"
-                    if token is not None and token.reason is not None:
-                        return "cancel"
-                    if deadline is not None and time.monotonic() >= deadline:
-                        return "timeout"
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready, _, _ = select.select(watch, [], [], remaining)
-            if pidfd in ready:
+            if exit_fd in ready:
                 return "exit"
             if token is not None and token.fileno() in ready:
                 return "cancel"
             if deadline is not None and time.monotonic() >= deadline:
                 return "timeout"
     finally:
-        if pidfd is not None:
-            os.close(pidfd)
+        close()
 
 
 def run_attempt(spec: AttemptSpec, token: CancelToken | None = None) -> AttemptOutcome:
@@ -268,8 +270,14 @@ def run_attempt(spec: AttemptSpec, token: CancelToken | None = None) -> AttemptO
     started_at = time.time()
     start = time.monotonic()
 
-    def outcome(code: int | None, error: str | None, *, timed_out: bool = False, pid: int | None = None,
-                cancelled: str | None = None) -> AttemptOutcome:
+    def outcome(
+        code: int | None,
+        error: str | None,
+        *,
+        timed_out: bool = False,
+        pid: int | None = None,
+        cancelled: str | None = None,
+    ) -> AttemptOutcome:
         return AttemptOutcome(code, timed_out, cancelled, error, started_at, time.time(), time.monotonic() - start, pid)
 
     with spec.stdout_path.open("wb") as out, spec.stderr_path.open("wb") as err:
@@ -287,10 +295,9 @@ def run_attempt(spec: AttemptSpec, token: CancelToken | None = None) -> AttemptO
                 stderr=subprocess.PIPE if secrets else err,
                 start_new_session=True,
             )
-        except FileNotFoundError as error:
-            missing = argv[0] if not spec.cwd.is_dir() is False else argv[0]
+        except FileNotFoundError:
             message = (
-                f"cwd does not exist: '{spec.cwd}'" if not spec.cwd.is_dir() else f"executable not found: '{missing}'"
+                f"cwd does not exist: '{spec.cwd}'" if not spec.cwd.is_dir() else f"executable not found: '{argv[0]}'"
             )
             err.write((message + "\n").encode())
             return outcome(None, message)
@@ -298,8 +305,8 @@ def run_attempt(spec: AttemptSpec, token: CancelToken | None = None) -> AttemptO
             message = f"permission denied: '{argv[0]}'"
             err.write((message + "\n").encode())
             return outcome(None, message)
-        except OSError as error:
-            message = f"cannot start '{argv[0]}': {os.strerror(error.errno or errno.EIO)}"
+        except OSError as start_error:
+            message = f"cannot start '{argv[0]}': {os.strerror(start_error.errno or errno.EIO)}"
             err.write((message + "\n").encode())
             return outcome(None, message)
         drains = []
@@ -338,5 +345,5 @@ def run_attempt(spec: AttemptSpec, token: CancelToken | None = None) -> AttemptO
         if how == "cancel":
             assert token is not None
             return outcome(code, f"cancelled: {token.reason}", pid=proc.pid, cancelled=token.reason)
-        error = None if code == 0 else (f"exit code {code}" if code > 0 else f"killed by signal {-code}")
-        return outcome(code, error, pid=proc.pid)
+        failure = None if code == 0 else (f"exit code {code}" if code > 0 else f"killed by signal {-code}")
+        return outcome(code, failure, pid=proc.pid)

@@ -13,7 +13,8 @@ from ..core.state import Action, Cancel, Start
 class Drivable(Protocol):
     """What the serial driver needs of the controller (``plugin.controller.PlanController``)."""
 
-    final: object | None
+    @property
+    def final(self) -> object | None: ...
 
     def take_actions(self) -> list[Action]: ...
 

@@ -47,9 +47,7 @@ def test_node_ids_markers_and_collect_only_order(run_plan: RunPlan) -> None:
     assert lines == ["plan.json::build", "plan.json::deploy", "plan.json::docs"]
 
 
-def test_marker_selection_runs_exactly_the_selected_steps(
-    run_plan: RunPlan, pytester: pytest.Pytester
-) -> None:
+def test_marker_selection_runs_exactly_the_selected_steps(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
     result = run_plan(
         [
             stamped("build", tags=["phase:1"]),
@@ -72,9 +70,7 @@ def test_keyword_selection_matches_ids_and_names(run_plan: RunPlan, pytester: py
         "Compile or beta",
     )
     result.assert_outcomes(passed=2)
-    result = run_plan(
-        [stamped("alpha", name="Compile sources"), stamped("beta", name="Write docs")], "-k", "Compile"
-    )
+    result = run_plan([stamped("alpha", name="Compile sources"), stamped("beta", name="Write docs")], "-k", "Compile")
     result.assert_outcomes(passed=1, deselected=1)
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import psutil
 import pytest
-from conftest import RunPlan
 from planhelpers import sh, stamped, stamps, step
+
+from conftest import RunPlan
 
 
 def alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
@@ -106,7 +107,9 @@ def test_a_crashed_worker_fails_its_step_and_the_run_goes_on(run_plan: RunPlan, 
     assert not alive(int((pytester.path / "orphan.pid").read_text()))
 
 
-def test_critical_path_starts_first_whatever_the_declaration_order(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+def test_critical_path_starts_first_whatever_the_declaration_order(
+    run_plan: RunPlan, pytester: pytest.Pytester
+) -> None:
     shorts = [stamped(f"short{i}", "sleep 0.05") for i in range(8)]
     chain = [stamped(f"c{i}", "sleep 0.1", depends_on=[f"c{i - 1}"] if i else []) for i in range(4)]
     result = run_plan(shorts + chain, "-n", "2")

@@ -12,9 +12,7 @@ from planhelpers import sh, stamped, stamps, step
 from conftest import RunPlan
 
 
-def test_all_succeed_in_dependency_order(
-    run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]
-) -> None:
+def test_all_succeed_in_dependency_order(run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]) -> None:
     # 'late' is declared first but depends on 'early': it must still run after it.
     result = run_plan(
         [
@@ -84,9 +82,7 @@ def test_non_critical_failure_is_allowed_and_exit_code_stays_zero(run_plan: RunP
     )
     result.assert_outcomes(xfailed=1, skipped=1, passed=1)
     assert result.ret == 0
-    result.stdout.fnmatch_lines(
-        ["*allowed failure (critical: false): exit code 2*", "*dependency 'flaky' failed*"]
-    )
+    result.stdout.fnmatch_lines(["*allowed failure (critical: false): exit code 2*", "*dependency 'flaky' failed*"])
 
 
 def test_retries_until_success_counted_by_attempts(
@@ -115,9 +111,7 @@ def test_retries_exhausted_report_attempts(run_plan: RunPlan, mode: list[str]) -
     result.stdout.fnmatch_lines(["*exit code 2 after 3 attempts*", "*oops*"])
 
 
-def test_timeout_kills_the_whole_process_tree(
-    run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]
-) -> None:
+def test_timeout_kills_the_whole_process_tree(run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]) -> None:
     script = "sleep 300 & echo $! > child.pid; sh -c 'sleep 300 & echo $! > grandchild.pid; wait' & wait"
     result = run_plan([sh("hang", script, timeout_sec=1)], *mode)
     result.assert_outcomes(failed=1)
@@ -127,31 +121,23 @@ def test_timeout_kills_the_whole_process_tree(
         assert not _alive(pid), f"{name} {pid} survived the timeout"
 
 
-def test_failure_report_shows_command_output_and_logs_not_a_traceback(
-    run_plan: RunPlan, mode: list[str]
-) -> None:
+def test_failure_report_shows_command_output_and_logs_not_a_traceback(run_plan: RunPlan, mode: list[str]) -> None:
     result = run_plan([sh("build", "echo building; echo broken >&2; exit 4")], *mode)
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    result.stdout.fnmatch_lines(
-        ["*step 'build' failed: exit code 4*", "*command: sh -c*", "*building*", "*broken*"]
-    )
+    result.stdout.fnmatch_lines(["*step 'build' failed: exit code 4*", "*command: sh -c*", "*building*", "*broken*"])
     assert "attempt-1.stdout.log" in out
     assert "Traceback" not in out and "pytest_planrun" not in out.split("short test summary")[0]
 
 
 def test_missing_executable_fails_with_its_name(run_plan: RunPlan, mode: list[str]) -> None:
-    result = run_plan(
-        [step("ghost", "no-such-tool-xyz", "--help"), step("next", "true", depends_on=["ghost"])], *mode
-    )
+    result = run_plan([step("ghost", "no-such-tool-xyz", "--help"), step("next", "true", depends_on=["ghost"])], *mode)
     result.assert_outcomes(failed=1, skipped=1)
     result.stdout.fnmatch_lines(["*no-such-tool-xyz*"])
     assert "Traceback" not in result.stdout.str()
 
 
-def test_ten_megabytes_of_output_do_not_deadlock(
-    run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]
-) -> None:
+def test_ten_megabytes_of_output_do_not_deadlock(run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]) -> None:
     script = "head -c 10485760 /dev/zero | tr '\\0' x; head -c 10485760 /dev/zero | tr '\\0' y >&2"
     result = run_plan([sh("loud", script, timeout_sec=60)], *mode)
     result.assert_outcomes(passed=1)
@@ -160,9 +146,7 @@ def test_ten_megabytes_of_output_do_not_deadlock(
 
 
 def test_x_stops_after_the_first_failure(run_plan: RunPlan) -> None:
-    result = run_plan(
-        [sh("a", "exit 1", on_failure="continue"), step("b", "true", depends_on=["a"])], "-x", "-rs"
-    )
+    result = run_plan([sh("a", "exit 1", on_failure="continue"), step("b", "true", depends_on=["a"])], "-x", "-rs")
     result.assert_outcomes(failed=1, skipped=1)
     result.stdout.fnmatch_lines(["*cancelled*"])
 
@@ -176,14 +160,17 @@ def assert_outcomes(result: pytest.RunResult, **expected: int) -> None:
 
 def _alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
 
 def test_no_step_process_survives(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
     # A step that leaves a daemon behind in its own session: the sweep ends it with the run.
-    script = "python3 -c \"import subprocess,sys; p=subprocess.Popen(['sleep','300'], start_new_session=True); open('daemon.pid','w').write(str(p.pid))\""
+    script = (
+        "python3 -c \"import subprocess; p = subprocess.Popen(['sleep', '300'], start_new_session=True); "
+        "open('daemon.pid', 'w').write(str(p.pid))\""
+    )
     result = run_plan([sh("daemon", script)])
     result.assert_outcomes(passed=1)
     assert not _alive(int((pytester.path / "daemon.pid").read_text()))

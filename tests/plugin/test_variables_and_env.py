@@ -41,9 +41,7 @@ def test_declared_defaults_and_env_sources(
     assert json.loads((pytester.path / "argv.json").read_text()) == ["default-a", "from-env", "from-cli"]
 
 
-def test_secrets_are_masked_in_terminal_logs_and_reports(
-    run_plan: RunPlan, pytester: pytest.Pytester
-) -> None:
+def test_secrets_are_masked_in_terminal_logs_and_reports(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
     variables = {"TOKEN": {"secret": True, "default": "hunter2-s3cret"}}
     result = run_plan(
         [sh("leak", "echo token=${TOKEN}; echo ${TOKEN} >&2; exit 1")],
@@ -62,10 +60,9 @@ def test_env_overlays_the_process_environment(
     run_plan: RunPlan, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PLANRUN_TEST_INHERITED", "kept")
-    script = "import json, os; json.dump({k: os.environ.get(k) for k in ('PLANRUN_TEST_INHERITED', 'G', 'S', 'PATH')}, open('env.json', 'w'))"
-    result = run_plan(
-        [step("env", PY, "-c", script, env={"S": "step", "G": "step-wins"})], env={"G": "global"}
-    )
+    names = ("PLANRUN_TEST_INHERITED", "G", "S", "PATH")
+    script = f"import json, os; json.dump({{k: os.environ.get(k) for k in {names!r}}}, open('env.json', 'w'))"
+    result = run_plan([step("env", PY, "-c", script, env={"S": "step", "G": "step-wins"})], env={"G": "global"})
     result.assert_outcomes(passed=1)
     env = json.loads((pytester.path / "env.json").read_text())
     assert env["PLANRUN_TEST_INHERITED"] == "kept"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Set
 from dataclasses import dataclass, field
 from random import Random
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from pytest_planrun.core.decide import Phase, RunCore
 from pytest_planrun.core.graph import find_cycle, remaining_path, topological_order, transitive_dependents
-from pytest_planrun.core.state import Action, Blocked, Cancel, Finish, Outcome, Skip, Start, StepRule, Wait
+from pytest_planrun.core.state import Action, Blocked, Cancel, Finish, OnFailure, Outcome, Skip, Start, StepRule, Wait
 
 
 @dataclass
@@ -43,8 +44,8 @@ def simulate(
     rules: list[StepRule],
     *,
     slots: int,
-    fails: set[str] = frozenset(),
-    rnd: Random | None = None,  # type: ignore[assignment]
+    fails: Set[str] = frozenset(),
+    rnd: Random | None = None,
 ) -> tuple[RunCore, Trace]:
     """Drive a core to the end: running steps end in random order; ``fails`` fail every attempt."""
     rnd = rnd or Random(0)
@@ -117,9 +118,7 @@ def test_skip_dependents_reaches_transitive_dependents_only() -> None:
 
 
 def test_continue_runs_dependents_and_fails_the_run() -> None:
-    core, trace = simulate(
-        [StepRule("a", on_failure="continue"), StepRule("b", ("a",))], slots=1, fails={"a"}
-    )
+    core, trace = simulate([StepRule("a", on_failure="continue"), StepRule("b", ("a",))], slots=1, fails={"a"})
     assert core.outcome("b") is Outcome.SUCCEEDED
     assert trace.actions[-1] == Finish("failed", "step 'a' failed")
 
@@ -242,12 +241,11 @@ def test_core_imports_no_io_modules() -> None:
 def dags(draw: st.DrawFn, max_steps: int = 25) -> dict[str, list[str]]:
     ids = [f"s{i}" for i in range(draw(st.integers(1, max_steps)))]
     return {
-        s: draw(st.lists(st.sampled_from(ids[:i]), unique=True, max_size=4)) if i else []
-        for i, s in enumerate(ids)
+        s: draw(st.lists(st.sampled_from(ids[:i]), unique=True, max_size=4)) if i else [] for i, s in enumerate(ids)
     }
 
 
-policies = st.sampled_from(["abort", "skip_dependents", "continue"])
+policies: st.SearchStrategy[OnFailure] = st.sampled_from(["abort", "skip_dependents", "continue"])
 
 
 @settings(max_examples=300, deadline=None)
