@@ -41,6 +41,7 @@ class DagScheduling:
         self._starts: deque[Start] = deque()
         self._plain: deque[int] = deque()  # indices of ordinary tests given beside the plan
         self._index: dict[str, int] = {}
+        self._nodeids: list[str] = []  # the collection, kept when the workers that sent it are gone
         self._started = False
         self._timers: list[threading.Timer] = []
         self._dsession: Any = config.pluginmanager.getplugin("dsession")
@@ -112,7 +113,7 @@ class DagScheduling:
             self.controller.set_slots(self._slots())
         if running is None:
             return None
-        return self._collection[running[0]]
+        return self._nodeids[running[0]]
 
     def schedule(self) -> None:
         """Collection is complete on every worker: begin the run."""
@@ -120,7 +121,7 @@ class DagScheduling:
             self._dispatch()
             return
         self._started = True
-        collection = self._collection
+        collection = self._nodeids = next(iter(self._collections.values()))
         self._index = {nodeid: i for i, nodeid in enumerate(collection)}
         places = self._build_places(collection)
         step_nodeids = {place.nodeid for place in places.values()}
@@ -131,10 +132,6 @@ class DagScheduling:
         self._dispatch()
 
     # -- internals ------------------------------------------------------------------------------
-
-    @property
-    def _collection(self) -> list[str]:
-        return next(iter(self._collections.values()))
 
     def _slots(self) -> int:
         return max(1, min(self._cap, len(self._nodes)))

@@ -1,0 +1,175 @@
+"""The DAG scheduler without processes: fake workers record what they were sent (as xdist's MockNode)."""
+
+from __future__ import annotations
+
+import queue
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_planrun.plan import Masker, load_plan
+from pytest_planrun.plugin.controller import PlanController, place_for
+from pytest_planrun.plugin.xdist_scheduler import DagScheduling
+from pytest_planrun.run.step import RunContext, display_command
+
+
+class MockGateway:
+    def __init__(self, gid: str) -> None:
+        self.id = gid
+
+
+class MockNode:
+    """A worker that records commands instead of running them."""
+
+    def __init__(self, gid: str) -> None:
+        self.gateway = MockGateway(gid)
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def sendcommand(self, name: str, **kwargs: Any) -> None:
+        self.sent.append((name, kwargs))
+
+    def send_runtest_some(self, indices: list[int]) -> None:
+        self.sent.append(("runtests", {"indices": indices}))
+
+    @property
+    def steps(self) -> list[str]:
+        return [kw["step_id"] for name, kw in self.sent if name == "planrun_run"]
+
+
+class FakeDSession:
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[tuple[str, dict[str, Any]]] = queue.SimpleQueue()
+        self.shouldstop: str | bool = False
+
+
+class FakeConfig:
+    def __init__(self, dsession: FakeDSession) -> None:
+        self.pluginmanager = self
+        self._dsession = dsession
+        self.reports: list[pytest.TestReport] = []
+        self.hook = self
+
+    def getplugin(self, name: str) -> Any:
+        return self._dsession if name == "dsession" else None
+
+    def pytest_runtest_logstart(self, **kwargs: Any) -> None:
+        pass
+
+    def pytest_runtest_logfinish(self, **kwargs: Any) -> None:
+        pass
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.reports.append(report)
+
+
+def make_scheduler(tmp_path: Path, steps: list[dict[str, Any]], cap: int) -> tuple[DagScheduling, PlanController]:
+    import json
+
+    path = tmp_path / "plan.json"
+    doc = {"plan_id": "P", "version": "1", "globals": {"max_concurrency": cap}, "steps": steps}
+    path.write_text(json.dumps(doc))
+    plan = load_plan(path, {})
+    dsession = FakeDSession()
+    config: Any = FakeConfig(dsession)
+    context = RunContext("r1", tmp_path / "run", tmp_path, Masker(()))
+    controller = PlanController(config, [plan], context, [])
+
+    def places(nodeids: list[str]) -> dict[str, Any]:
+        return {
+            n.rpartition("::")[2]: place_for(
+                n, plan.step(n.rpartition("::")[2]), 0, display_command(plan.step(n.rpartition("::")[2]), plan.masker)
+            )
+            for n in nodeids
+        }
+
+    return DagScheduling(config, controller, places, cap), controller
+
+
+def call_report(step_id: str, attempt: int, state: str) -> pytest.TestReport:
+    record = {
+        "step_id": step_id,
+        "attempt": attempt,
+        "state": state,
+        "exit_code": 0 if state == "succeeded" else 1,
+        "timed_out": False,
+        "started_at": 0.0,
+        "ended_at": 0.0,
+        "duration": 0.0,
+        "command": "x",
+        "stdout_path": "",
+        "stderr_path": "",
+        "error": None,
+        "worker": "gw0",
+    }
+    report = pytest.TestReport(
+        f"plan.json::{step_id}",
+        ("plan.json", 0, step_id),
+        {},
+        "passed" if state == "succeeded" else "failed",
+        None,
+        "call",
+    )
+    report.planrun = {"step_id": step_id, "attempt": attempt, "record": record, "will_retry": False}  # type: ignore[attr-defined]
+    return report
+
+
+def test_a_step_is_sent_only_after_its_dependency_completes(tmp_path: Path) -> None:
+    steps = [{"id": "a", "command": "true"}, {"id": "b", "command": "true", "depends_on": ["a"]}]
+    sched, controller = make_scheduler(tmp_path, steps, cap=2)
+    gw0, gw1 = MockNode("gw0"), MockNode("gw1")
+    for node in (gw0, gw1):
+        sched.add_node(node)  # type: ignore[arg-type]
+        sched.add_node_collection(node, ["plan.json::a", "plan.json::b"])  # type: ignore[arg-type]
+    assert sched.collection_is_completed
+    sched.schedule()
+    assert gw0.steps + gw1.steps == ["a"]  # b waits although a worker is idle
+    controller.on_report(call_report("a", 1, "succeeded"))
+    sched.mark_test_complete(gw0, 0)  # type: ignore[arg-type]
+    assert gw0.steps + gw1.steps == ["a", "b"]
+    assert not sched.tests_finished
+    controller.on_report(call_report("b", 1, "succeeded"))
+    holder = gw1 if gw1.steps == ["b"] else gw0
+    sched.mark_test_complete(holder, 1)  # type: ignore[arg-type]
+    assert sched.tests_finished
+
+
+def test_independent_steps_go_to_every_idle_worker_up_to_the_cap(tmp_path: Path) -> None:
+    steps = [{"id": f"s{i}", "command": "true"} for i in range(5)]
+    sched, controller = make_scheduler(tmp_path, steps, cap=2)
+    nodes = [MockNode(f"gw{i}") for i in range(3)]
+    for node in nodes:
+        sched.add_node(node)  # type: ignore[arg-type]
+        sched.add_node_collection(node, [f"plan.json::s{i}" for i in range(5)])  # type: ignore[arg-type]
+    sched.schedule()
+    assert sum(len(n.steps) for n in nodes) == 2  # the plan's cap, though three workers are idle
+
+
+def test_abort_sends_a_cancel_to_the_worker_running_a_step(tmp_path: Path) -> None:
+    steps = [
+        {"id": "bad", "command": "false"},
+        {"id": "slow", "command": "sleep"},
+        {"id": "c", "command": "true", "depends_on": ["slow"]},
+    ]
+    sched, controller = make_scheduler(tmp_path, steps, cap=2)
+    gw0, gw1 = MockNode("gw0"), MockNode("gw1")
+    for node in (gw0, gw1):
+        sched.add_node(node)  # type: ignore[arg-type]
+        sched.add_node_collection(node, ["plan.json::bad", "plan.json::slow", "plan.json::c"])  # type: ignore[arg-type]
+    sched.schedule()
+    running_bad = gw0 if gw0.steps == ["bad"] else gw1
+    other = gw1 if running_bad is gw0 else gw0
+    controller.on_report(call_report("bad", 1, "failed"))
+    sched.mark_test_complete(running_bad, 0)  # type: ignore[arg-type]
+    assert ("planrun_cancel", {"step_id": "slow", "reason": "cancelled: 'bad' failed (abort)"}) in other.sent
+    config: Any = controller.config
+    assert [r.nodeid for r in config.reports if r.when == "setup"] == ["plan.json::c"]
+
+
+def test_a_removed_worker_returns_the_step_it_was_running(tmp_path: Path) -> None:
+    sched, controller = make_scheduler(tmp_path, [{"id": "a", "command": "true"}], cap=2)
+    gw0 = MockNode("gw0")
+    sched.add_node(gw0)  # type: ignore[arg-type]
+    sched.add_node_collection(gw0, ["plan.json::a"])  # type: ignore[arg-type]
+    sched.schedule()
+    assert sched.remove_node(gw0) == "plan.json::a"  # type: ignore[arg-type]
