@@ -27,6 +27,8 @@ class AttemptRecord:
     stderr_path: str
     error: str | None = None  # e.g. "executable not found: 'foo'", "timed out after 5 s"
     worker: str = "main"
+    waited_for_lock: str | None = None  # a lock another run held when this attempt wanted it
+    lock_wait: float = 0.0  # seconds spent waiting for locks (part of the attempt's timeout)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..plan import Masker, ResolvedStep
-from .process import AttemptSpec, CancelToken, run_attempt
+from .locks import LockCancelled, LockTimeout, holding
+from .process import AttemptOutcome, AttemptSpec, CancelToken, run_attempt
 from .records import AttemptRecord
 
 
@@ -69,7 +71,29 @@ def execute_attempt(
         secrets=ctx.masker.secrets,
         kill_grace=ctx.kill_grace,
     )
-    outcome = run_attempt(spec, token)
+    waited: list[str] = []
+    begun, begun_wall = time.monotonic(), time.time()
+    deadline = begun + step.timeout_sec if step.timeout_sec else None
+    try:
+        with holding(step.locks, deadline=deadline, token=token, on_wait=waited.append) as lock_wait:
+            if deadline is not None:
+                spec = replace(spec, timeout=max(0.001, deadline - time.monotonic()))
+            outcome = run_attempt(spec, token)
+    except (LockTimeout, LockCancelled) as stopped:
+        now = time.time()
+        timed_out = isinstance(stopped, LockTimeout)
+        message = (
+            f"timed out after {step.timeout_sec:g} s waiting for lock '{stopped}'"
+            if timed_out
+            else f"cancelled: {stopped}"
+        )
+        stderr_path.parent.mkdir(parents=True, exist_ok=True)
+        stdout_path.touch()
+        stderr_path.write_text(message + "\n")
+        outcome = AttemptOutcome(
+            None, timed_out, None if timed_out else str(stopped), message, begun_wall, now, time.monotonic() - begun, None
+        )
+        lock_wait = time.monotonic() - begun
     if outcome.cancelled is not None:
         state = "canceled"
     elif outcome.exit_code == 0 and not outcome.timed_out and outcome.error is None:
@@ -77,12 +101,10 @@ def execute_attempt(
     else:
         state = "failed"
     error = outcome.error
+    if outcome.timed_out and outcome.pid is not None:
+        error = f"timed out after {step.timeout_sec:g} s"  # the step's limit, not what was left of it
     if error is None and state == "failed" and outcome.exit_code is not None:
-        error = (
-            f"exit code {outcome.exit_code}"
-            if outcome.exit_code >= 0
-            else f"killed by signal {-outcome.exit_code}"
-        )
+        error = f"exit code {outcome.exit_code}" if outcome.exit_code >= 0 else f"killed by signal {-outcome.exit_code}"
     return AttemptRecord(
         step_id=step.id,
         attempt=attempt,
@@ -97,4 +119,6 @@ def execute_attempt(
         stderr_path=str(stderr_path),
         error=ctx.masker.mask(error) if error else None,
         worker=worker,
+        waited_for_lock=waited[0] if waited else None,
+        lock_wait=lock_wait,
     )
