@@ -34,6 +34,13 @@ def load_plans(settings: Settings) -> list[LoadedPlan]:
             plans.append(load_plan(path, settings.variables, display_path=given))
         except PlanError as error:
             problems.extend(str(p) for p in error.problems)
+    for plan in plans:
+        for step in plan.steps:
+            if step.condition is not None:
+                problems.append(
+                    f"{plan.display_path}: step '{step.id}', field 'condition': conditions are not supported "
+                    "by this version of pytest-planrun; remove the field or set it to null"
+                )
     seen: dict[str, str] = {}
     for plan in plans:
         for step in plan.steps:

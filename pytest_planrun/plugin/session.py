@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
+from ..core.graph import transitive_dependents
+from ..ledger.queries import last_run, previous_durations, step_outcomes
+from ..ledger.writer import LedgerRecorder
 from ..plan import LoadedPlan
 from ..run.observer import RunObserver
 from ..run.process import CancelToken, sweep_orphans
@@ -60,16 +64,11 @@ class ControllerPlugin:
             plans,
             context,
             observers,
-            condition_compiler=_condition_compiler(),
             expected_durations=_expected_durations(settings, plans),
-            done_before=None,
+            done_before=_done_before(settings, plans),
         )
         self.summary.controller = self.controller
         self.scheduler: Any = None  # the DAG scheduler, in xdist runs
-        junit = _junit_enricher(config, self.controller)
-        if junit is not None:
-            self.controller.observers.append(junit)
-            config.pluginmanager.register(junit, "planrun-junit")
 
     @pytest.hookimpl(tryfirst=True)  # before pytest's own loop, which would run items in list order
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
@@ -135,48 +134,43 @@ class ControllerPlugin:
         self.summary.write(terminalreporter)
 
 
-def _junit_enricher(config: pytest.Config, controller: PlanController) -> Any:
-    try:
-        from .junit import JUnitEnricher
-    except ImportError:  # pragma: no cover - while the JUnit module is being built
-        return None
-    return JUnitEnricher.create(config, controller)
-
-
 def _ledger_recorder(settings: Settings, context: RunContext) -> RunObserver | None:
     if settings.ledger is None:
         return None
-    try:
-        from ..ledger.writer import LedgerRecorder
-    except ImportError:  # pragma: no cover - the ledger package is optional while it is built
-        return None
-    return LedgerRecorder(settings.ledger, context.run_dir)  # type: ignore[return-value]
-
-
-def _condition_compiler() -> Any:
-    try:
-        from ..core.conditions import compile_condition
-    except ImportError:  # pragma: no cover
-        return None
-
-    def compile_for(step: Any, plan: LoadedPlan) -> Any:
-        return compile_condition(step.condition)
-
-    return compile_for
+    return LedgerRecorder(settings.ledger, context.run_dir)
 
 
 def _expected_durations(settings: Settings, plans: list[LoadedPlan]) -> dict[str, float] | None:
+    """Each step's duration in the plan's previous successful run, for the critical path."""
     if settings.ledger is None or not settings.ledger.exists() or len(plans) != 1:
         return None
     try:
-        from ..ledger.queries import previous_durations
-    except ImportError:  # pragma: no cover
-        return None
-    try:
-        return previous_durations(settings.ledger, plans[0].plan.plan_id)  # type: ignore[no-any-return]
-    except Exception as error:  # an unreadable history must not stop a run: fall back to weights
+        return previous_durations(settings.ledger, plans[0].plan.plan_id)
+    except sqlite3.Error as error:  # an unreadable history must not stop a run: fall back to weights
         log.warning("planrun: no step durations from %s: %s", settings.ledger, error)
         return None
+
+
+def _done_before(settings: Settings, plans: list[LoadedPlan]) -> dict[str, str] | None:
+    """With ``--resume``: steps that succeeded in that run and are not downstream of one that did not."""
+    if settings.resume is None:
+        return None
+    if settings.ledger is None or not settings.ledger.exists():
+        raise pytest.UsageError("--resume needs a ledger; none found (see --ledger)")
+    run_id = settings.resume
+    if run_id == "last":
+        previous = last_run(settings.ledger, plans[0].plan.plan_id)
+        if previous is None:
+            raise pytest.UsageError(f"--resume: plan {plans[0].plan.plan_id} has no run in {settings.ledger}")
+        run_id = previous["run_id"]
+    try:
+        outcomes = step_outcomes(settings.ledger, run_id)
+    except LookupError as error:
+        raise pytest.UsageError(f"--resume: {error}") from None
+    deps = {s.id: list(s.depends_on) for p in plans for s in p.steps}
+    redo = {s for s in deps if outcomes.get(s) != "succeeded"}
+    redo |= transitive_dependents(deps, redo)
+    return {s: f"succeeded in run {run_id}" for s in deps if s not in redo}
 
 
 class WorkerLoop:

@@ -90,9 +90,8 @@ def execute_attempt(
         stderr_path.parent.mkdir(parents=True, exist_ok=True)
         stdout_path.touch()
         stderr_path.write_text(message + "\n")
-        outcome = AttemptOutcome(
-            None, timed_out, None if timed_out else str(stopped), message, begun_wall, now, time.monotonic() - begun, None
-        )
+        cancelled = None if timed_out else str(stopped)
+        outcome = AttemptOutcome(None, timed_out, cancelled, message, begun_wall, now, time.monotonic() - begun, None)
         lock_wait = time.monotonic() - begun
     if outcome.cancelled is not None:
         state = "canceled"

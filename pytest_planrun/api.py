@@ -1,0 +1,52 @@
+"""The Python API: run a plan through pytest and read runs back from the ledger."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .ledger import queries
+
+DEFAULT_LEDGER = ".ledger/framework.db"
+
+
+class Orchestrator:
+    """``Orchestrator(db_path=...)``: execute plans and query the ledger, as the seed's tools did."""
+
+    def __init__(self, db_path: str | Path = DEFAULT_LEDGER) -> None:
+        self.db_path = Path(db_path)
+
+    def execute_plan(
+        self, path: str | Path, variables: Mapping[str, str] | None = None, workers: int | None = None
+    ) -> str:
+        """Run the plan with pytest in a subprocess, wait for it, and return its run id."""
+        run_id = uuid.uuid4().hex[:12]
+        command = [sys.executable, "-m", "pytest", "--plan", str(path), "--ledger", str(self.db_path)]
+        command += ["--planrun-run-id", run_id, "-p", "no:cacheprovider", "-q"]
+        for name, value in (variables or {}).items():
+            command += ["--var", f"{name}={value}"]
+        if workers is not None:
+            command += ["-n", str(workers)]
+        done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        try:
+            queries.get_run_status(self.db_path, run_id)
+        except (LookupError, FileNotFoundError):
+            tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
+            raise RuntimeError(f"pytest exited {done.returncode} without recording run {run_id}:\n{tail}") from None
+        return run_id
+
+    def get_run_status(self, run_id: str) -> dict[str, Any]:
+        return queries.get_run_status(self.db_path, run_id)
+
+    def get_run_steps(self, run_id: str) -> list[dict[str, Any]]:
+        return queries.get_run_steps(self.db_path, run_id)
+
+    def get_run_events(self, run_id: str) -> list[dict[str, Any]]:
+        return queries.get_run_events(self.db_path, run_id)
+
+    def list_runs(self, state: str | None = None, plan_id: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        return queries.list_runs(self.db_path, state=state, plan_id=plan_id, limit=limit)

@@ -1,0 +1,1 @@
+"""The run ledger: SQLite tables the seed's readers know, written by the controller only."""
