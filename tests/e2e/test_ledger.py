@@ -1,0 +1,210 @@
+"""The ledger after real runs: rows, states, attempts, events; concurrency, crashes, API and CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import RunPlan
+from planhelpers import plan_doc, sh, step
+
+from pytest_planrun import Orchestrator
+from pytest_planrun.cli import main as planrun
+from pytest_planrun.ledger import queries
+
+FLAKY = 'n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; [ "$n" -ge 2 ]'
+
+
+def every_outcome() -> list[dict[str, Any]]:
+    return [
+        sh("ok", "echo fine"),
+        sh("flaky", FLAKY, retries=1),
+        sh("slow", "sleep 30", timeout_sec=1, critical=False, on_failure="continue"),
+        sh("allowed", "exit 3", critical=False),
+        step("after_allowed", "true", depends_on=["allowed"]),
+        sh("fatal", "exit 2", depends_on=["ok", "flaky", "slow"]),
+        step("never", "true", depends_on=["fatal"]),
+    ]
+
+
+def only_run(db: Path) -> dict[str, Any]:
+    runs = queries.list_runs(db)
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_a_run_with_every_outcome_is_recorded(run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]) -> None:
+    result = run_plan(every_outcome(), *mode, "--var", "TOKEN=abc")
+    assert result.ret == 1
+    db = pytester.path / ".ledger" / "framework.db"
+    run = only_run(db)
+    assert run["state"] == "failed" and run["exit_code"] == 1
+    rows = queries.get_run_steps(db, run["run_id"])
+    by_step: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_step.setdefault(row["step_id"], []).append(row)
+    assert [r["state"] for r in by_step["flaky"]] == ["failed", "succeeded"]
+    assert by_step["flaky"][-1]["outcome"] == "succeeded"
+    assert by_step["slow"][0]["timed_out"] == 1 and by_step["slow"][0]["outcome"] == "failed"
+    assert by_step["after_allowed"][0]["outcome"] == "skipped"
+    assert by_step["after_allowed"][0]["reason"] == "dependency 'allowed' failed"
+    assert by_step["allowed"][0]["state"] == "failed" and by_step["allowed"][0]["exit_code"] == 3
+    assert by_step["fatal"][0]["exit_code"] == 2
+    assert by_step["never"][0]["outcome"] == "canceled"
+    assert by_step["never"][0]["reason"] == "cancelled: 'fatal' failed (abort)"
+    # seed meanings: tool_id is the command, sequence the plan index, metadata step_id/step_name/attempt
+    assert by_step["ok"][0]["tool_id"] == "sh -c 'echo fine'"
+    assert by_step["fatal"][0]["sequence"] == 5
+    assert by_step["flaky"][1]["metadata"] == {"step_id": "flaky", "step_name": None, "attempt": 2}
+    events = [e["event_type"] for e in queries.get_run_events(db, run["run_id"])]
+    assert events[:2] == ["run_created", "run_started"] and events[-1] == "run_completed"
+    for name in ("step_retry", "step_timeout", "step_skipped", "step_canceled", "step_failed", "step_succeeded"):
+        assert name in events, name
+    lines = (Path(run["run_dir"]) / "events.jsonl").read_text().splitlines()
+    assert [json.loads(line)["event_type"] for line in lines] == events
+
+
+def test_a_reader_of_the_seed_columns_works(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+    run_plan([step("a", "true"), sh("b", "exit 1", depends_on=["a"])])
+    conn = sqlite3.connect(pytester.path / ".ledger" / "framework.db")
+    (run_id, state, exit_code) = conn.execute("SELECT run_id, state, exit_code FROM runs").fetchone()
+    assert (state, exit_code) == ("failed", 1)
+    rows = conn.execute(
+        "SELECT step_attempt_id, run_id, sequence, tool_id, state, exit_code, metadata, started_at, ended_at"
+        " FROM step_attempts WHERE run_id = ? ORDER BY sequence",
+        (run_id,),
+    ).fetchall()
+    assert [(r[2], r[3], r[4], r[5]) for r in rows] == [(0, "true", "succeeded", 0), (1, "sh -c 'exit 1'", "failed", 1)]
+    assert json.loads(rows[1][6])["step_id"] == "b"
+    types = [
+        r[0] for r in conn.execute("SELECT event_type FROM run_events WHERE run_id = ? ORDER BY event_id", (run_id,))
+    ]
+    assert types[0] == "run_created"
+
+
+def test_eight_concurrent_runs_lose_nothing(pytester: pytest.Pytester, write_plan: Callable[..., Path]) -> None:
+    write_plan([sh(f"s{i}", "true") for i in range(12)], max_concurrency=2)
+    db = pytester.path / "shared.db"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "--plan",
+                "plan.json",
+                "--ledger",
+                str(db),
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                *(["-n", "2"] if i % 2 else ["-n", "0"]),
+            ],
+            cwd=pytester.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(8)
+    ]
+    outputs = [p.communicate(timeout=240)[0].decode() for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    assert not any("database is locked" in out for out in outputs)
+    runs = queries.list_runs(db, limit=100)
+    assert len(runs) == 8 and {r["state"] for r in runs} == {"succeeded"}
+    for run in runs:
+        assert len(queries.get_run_steps(db, run["run_id"])) == 12
+        events = queries.get_run_events(db, run["run_id"])
+        assert sum(e["event_type"] == "step_succeeded" for e in events) == 12
+
+
+def test_a_killed_controller_leaves_a_run_that_is_later_marked_canceled(
+    pytester: pytest.Pytester, write_plan: Callable[..., Path]
+) -> None:
+    write_plan([sh("long", "touch started; sleep 300")])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--plan", "plan.json", "-q", "-p", "no:cacheprovider"],
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not (pytester.path / "started").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    db = pytester.path / ".ledger" / "framework.db"
+    run = only_run(db)  # listing detects the dead controller
+    assert run["state"] == "canceled"
+    assert f"controller process {proc.pid} is gone" == run["error_message"]
+    rows = queries.get_run_steps(db, run["run_id"])
+    assert [r["state"] for r in rows] == ["canceled"]
+    subprocess.run(["pkill", "-f", "sleep 300"], check=False)  # the orphan of a SIGKILLed controller
+
+
+def test_resume_runs_only_what_did_not_succeed(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+    steps = [
+        sh("a", "touch a.$$"),
+        sh("b", "test -f fixed", depends_on=["a"], on_failure="skip_dependents"),
+        sh("c", "touch c.$$", depends_on=["b"]),
+        sh("d", "touch d.$$"),
+    ]
+    first = run_plan(steps)
+    first.assert_outcomes(passed=2, failed=1, skipped=1)
+    (pytester.path / "fixed").touch()
+    second = run_plan(steps, "--resume", "-rs")
+    second.assert_outcomes(passed=2, skipped=2)
+    second.stdout.fnmatch_lines(["*succeeded in run *"])
+    assert len(list(pytester.path.glob("a.*"))) == 1 and len(list(pytester.path.glob("d.*"))) == 1
+    assert len(list(pytester.path.glob("c.*"))) == 1
+
+
+def test_api_and_cli_end_to_end(pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = pytester.path / "plan.json"
+    plan.write_text(
+        json.dumps(
+            plan_doc(
+                [sh("hello", "echo ${WHO}"), sh("bye", "exit 1", depends_on=["hello"])],
+                plan_fields={"variables": {"WHO": "world"}},
+            )
+        )
+    )
+    db = pytester.path / "api.db"
+    orchestrator = Orchestrator(db_path=db)
+    os.chdir(pytester.path)
+    run_id = orchestrator.execute_plan(plan, variables={"WHO": "you"}, workers=0)
+    assert orchestrator.get_run_status(run_id)["state"] == "failed"
+    assert [s["step_id"] for s in orchestrator.get_run_steps(run_id)] == ["hello", "bye"]
+    assert orchestrator.get_run_events(run_id)[-1]["event_type"] == "run_completed"
+    assert [r["run_id"] for r in orchestrator.list_runs(state="failed")] == [run_id]
+    assert orchestrator.list_runs(state="succeeded") == []
+
+    assert planrun(["runs", "--ledger", str(db)]) == 0
+    assert run_id in capsys.readouterr().out
+    assert planrun(["show", run_id, "--ledger", str(db), "--events"]) == 0
+    out = capsys.readouterr().out
+    assert "hello" in out and "exit 1" in out and "run_completed" in out
+    assert planrun(["show", "nope", "--ledger", str(db)]) == 2
+    assert "no run 'nope'" in capsys.readouterr().err
+    assert planrun(["runs", "--ledger", str(pytester.path / "missing.db")]) == 2
+    assert "no ledger" in capsys.readouterr().err
+    assert not (pytester.path / "missing.db").exists()
+    assert planrun(["validate", str(plan)]) == 0
+    assert planrun(["graph", str(plan), "--format", "dot"]) == 0
+    assert '"hello" -> "bye"' in capsys.readouterr().out
+    assert planrun(["schema"]) == 0
+    assert '"depends_on"' in capsys.readouterr().out
+
+
+def test_no_ledger_writes_nothing(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+    run_plan([step("a", "true")], "--no-ledger").assert_outcomes(passed=1)
+    assert not (pytester.path / ".ledger" / "framework.db").exists()
