@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunPlan
 from planhelpers import plan_doc, sh, step
 
+from conftest import RunPlan
 from pytest_planrun import Orchestrator
 from pytest_planrun.cli import main as planrun
 from pytest_planrun.ledger import queries

@@ -115,22 +115,22 @@ def call_report(step_id: str, attempt: int, state: str) -> pytest.TestReport:
 
 
 def test_a_step_is_sent_only_after_its_dependency_completes(tmp_path: Path) -> None:
-    steps = [{"id": "a", "command": "true"}, {"id": "b", "command": "true", "depends_on": ["a"]}]
+    steps: list[dict[str, Any]] = [{"id": "a", "command": "true"}, {"id": "b", "command": "true", "depends_on": ["a"]}]
     sched, controller = make_scheduler(tmp_path, steps, cap=2)
     gw0, gw1 = MockNode("gw0"), MockNode("gw1")
     for node in (gw0, gw1):
-        sched.add_node(node)  # type: ignore[arg-type]
-        sched.add_node_collection(node, ["plan.json::a", "plan.json::b"])  # type: ignore[arg-type]
+        sched.add_node(node)
+        sched.add_node_collection(node, ["plan.json::a", "plan.json::b"])
     assert sched.collection_is_completed
     sched.schedule()
     assert gw0.steps + gw1.steps == ["a"]  # b waits although a worker is idle
     controller.on_report(call_report("a", 1, "succeeded"))
-    sched.mark_test_complete(gw0, 0)  # type: ignore[arg-type]
+    sched.mark_test_complete(gw0, 0)
     assert gw0.steps + gw1.steps == ["a", "b"]
     assert not sched.tests_finished
     controller.on_report(call_report("b", 1, "succeeded"))
     holder = gw1 if gw1.steps == ["b"] else gw0
-    sched.mark_test_complete(holder, 1)  # type: ignore[arg-type]
+    sched.mark_test_complete(holder, 1)
     assert sched.tests_finished
 
 
@@ -139,14 +139,14 @@ def test_independent_steps_go_to_every_idle_worker_up_to_the_cap(tmp_path: Path)
     sched, controller = make_scheduler(tmp_path, steps, cap=2)
     nodes = [MockNode(f"gw{i}") for i in range(3)]
     for node in nodes:
-        sched.add_node(node)  # type: ignore[arg-type]
-        sched.add_node_collection(node, [f"plan.json::s{i}" for i in range(5)])  # type: ignore[arg-type]
+        sched.add_node(node)
+        sched.add_node_collection(node, [f"plan.json::s{i}" for i in range(5)])
     sched.schedule()
     assert sum(len(n.steps) for n in nodes) == 2  # the plan's cap, though three workers are idle
 
 
 def test_abort_sends_a_cancel_to_the_worker_running_a_step(tmp_path: Path) -> None:
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"id": "bad", "command": "false"},
         {"id": "slow", "command": "sleep"},
         {"id": "c", "command": "true", "depends_on": ["slow"]},
@@ -154,13 +154,13 @@ def test_abort_sends_a_cancel_to_the_worker_running_a_step(tmp_path: Path) -> No
     sched, controller = make_scheduler(tmp_path, steps, cap=2)
     gw0, gw1 = MockNode("gw0"), MockNode("gw1")
     for node in (gw0, gw1):
-        sched.add_node(node)  # type: ignore[arg-type]
-        sched.add_node_collection(node, ["plan.json::bad", "plan.json::slow", "plan.json::c"])  # type: ignore[arg-type]
+        sched.add_node(node)
+        sched.add_node_collection(node, ["plan.json::bad", "plan.json::slow", "plan.json::c"])
     sched.schedule()
     running_bad = gw0 if gw0.steps == ["bad"] else gw1
     other = gw1 if running_bad is gw0 else gw0
     controller.on_report(call_report("bad", 1, "failed"))
-    sched.mark_test_complete(running_bad, 0)  # type: ignore[arg-type]
+    sched.mark_test_complete(running_bad, 0)
     assert ("planrun_cancel", {"step_id": "slow", "reason": "cancelled: 'bad' failed (abort)"}) in other.sent
     config: Any = controller.config
     assert [r.nodeid for r in config.reports if r.when == "setup"] == ["plan.json::c"]
@@ -169,7 +169,7 @@ def test_abort_sends_a_cancel_to_the_worker_running_a_step(tmp_path: Path) -> No
 def test_a_removed_worker_returns_the_step_it_was_running(tmp_path: Path) -> None:
     sched, controller = make_scheduler(tmp_path, [{"id": "a", "command": "true"}], cap=2)
     gw0 = MockNode("gw0")
-    sched.add_node(gw0)  # type: ignore[arg-type]
-    sched.add_node_collection(gw0, ["plan.json::a"])  # type: ignore[arg-type]
+    sched.add_node(gw0)
+    sched.add_node_collection(gw0, ["plan.json::a"])
     sched.schedule()
-    assert sched.remove_node(gw0) == "plan.json::a"  # type: ignore[arg-type]
+    assert sched.remove_node(gw0) == "plan.json::a"
