@@ -267,9 +267,7 @@ class RunCore:
             requeue.append(heapq.heappop(self._ready)[2])
         for step_id in self._rules:
             phase = self._phase[step_id]
-            if phase is Phase.RETRY_WAIT or (
-                phase is Phase.PENDING and not self._may_run_after_abort(step_id)
-            ):
+            if phase is Phase.RETRY_WAIT or (phase is Phase.PENDING and not self._may_run_after_abort(step_id)):
                 self._end(step_id, Outcome.CANCELED, reason, actions)
         for step_id in requeue:
             if self._phase[step_id] is Phase.READY:

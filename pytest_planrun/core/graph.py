@@ -47,9 +47,7 @@ def find_cycle(deps: Mapping[str, Sequence[str]]) -> list[str] | None:
     return None
 
 
-def topological_order(
-    deps: Mapping[str, Sequence[str]], priority: Mapping[str, float] | None = None
-) -> list[str]:
+def topological_order(deps: Mapping[str, Sequence[str]], priority: Mapping[str, float] | None = None) -> list[str]:
     """Order steps so each comes after its dependencies; among ready steps, highest priority first,
     then declaration order. Raises ValueError on a cycle."""
     import heapq

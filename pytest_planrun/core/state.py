@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 
 class Outcome(str, enum.Enum):
@@ -35,19 +35,12 @@ RunState = Literal["succeeded", "failed", "canceled"]
 class ConditionLike(Protocol):
     """What the core needs of a compiled condition (see ``core.conditions.Condition``)."""
 
-    text: str
-    uses_status_function: bool
-
-    def evaluate(self, ctx: ConditionContextLike) -> bool: ...
-
-
-class ConditionContextLike(Protocol):
     @property
-    def dependencies_ok(self) -> bool: ...
+    def text(self) -> str: ...
     @property
-    def any_failed(self) -> bool: ...
-    @property
-    def cancelled(self) -> bool: ...
+    def uses_status_function(self) -> bool: ...
+
+    def evaluate(self, ctx: Any) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -186,9 +186,7 @@ def _duplicate_key_problems(
         if isinstance(value, dict):
             for key in duplicates.get(id(value), []):
                 step, where = locate((*loc, key), raw_steps)
-                problems.append(
-                    Problem(file, step, where, "given more than once", "JSON keeps only the last value")
-                )
+                problems.append(Problem(file, step, where, "given more than once", "JSON keeps only the last value"))
             todo.extend(((*loc, key), item) for key, item in reversed(value.items()))
         elif isinstance(value, list):
             todo.extend(((*loc, index), item) for index, item in reversed(list(enumerate(value))))

@@ -70,9 +70,7 @@ def check_steps(raw_steps: list[Any], file: str) -> list[Problem]:
             if need == raw.get("id"):
                 problems.append(Problem(file, label, "depends_on", "step depends on itself"))
             elif need not in steps:
-                problems.append(
-                    Problem(file, label, "depends_on", f"unknown step '{need}'", did_you_mean(need, ids))
-                )
+                problems.append(Problem(file, label, "depends_on", f"unknown step '{need}'", did_you_mean(need, ids)))
             elif first and need not in deps[label]:
                 deps[label].append(need)
 
@@ -93,9 +91,7 @@ def _cycle_problems(deps: dict[str, list[str]], file: str) -> list[Problem]:
     return problems
 
 
-def _resource_problems(
-    steps: dict[str, dict[str, Any]], deps: dict[str, list[str]], file: str
-) -> list[Problem]:
+def _resource_problems(steps: dict[str, dict[str, Any]], deps: dict[str, list[str]], file: str) -> list[Problem]:
     providers: dict[str, list[str]] = {}
     for step_id, raw in steps.items():
         for resource in _str_list(raw, "provides"):

@@ -17,7 +17,7 @@ from typing import Literal
 import pytest
 
 from ..core.decide import RunCore
-from ..core.state import Action, Blocked, Cancel, Finish, Outcome, Skip, Start, StepRule, Wait
+from ..core.state import Action, Blocked, Cancel, ConditionLike, Finish, Outcome, Skip, Start, StepRule, Wait
 from ..plan import LoadedPlan, ResolvedStep
 from ..run.observer import RunInfo, RunObserver, StepInfo
 from ..run.records import AttemptRecord, StepResult
@@ -45,7 +45,7 @@ class PlanController:
         context: RunContext,
         observers: Iterable[RunObserver],
         *,
-        condition_compiler: Callable[[ResolvedStep, LoadedPlan], object] | None = None,
+        condition_compiler: Callable[[ResolvedStep, LoadedPlan], ConditionLike] | None = None,
         expected_durations: dict[str, float] | None = None,
         done_before: dict[str, str] | None = None,
     ) -> None:
@@ -115,7 +115,7 @@ class PlanController:
             critical=step.critical,
             retries=step.retries,
             retry_delay=step.retry_delay_sec,
-            condition=condition,  # type: ignore[arg-type]
+            condition=condition,
             locks=tuple(step.locks),
             cost=cost,
         )

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from ..core.conditions import compile_condition
 from ..core.graph import transitive_dependents
 from ..ledger.queries import last_run, previous_durations, step_outcomes
 from ..ledger.writer import LedgerRecorder
@@ -65,6 +66,7 @@ class ControllerPlugin:
             context,
             observers,
             expected_durations=_expected_durations(settings, plans),
+            condition_compiler=lambda step, plan: compile_condition(step.condition or "true"),
             done_before=_done_before(settings, plans),
         )
         self.summary.controller = self.controller

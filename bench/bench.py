@@ -1,0 +1,207 @@
+"""Time ``pytest --plan`` against ``make -jN`` on the same DAGs, side by side (not a test).
+
+python bench/bench.py [--cases 1,2,3,4,5] [--repeat 5] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+Step = tuple[str, str, list[str]]  # id, shell command, dependencies
+
+
+@dataclass(frozen=True)
+class Case:
+    number: int
+    title: str
+    workers: int
+    steps: Callable[[], list[Step]]
+
+
+def chain(n: int, command: str) -> list[Step]:
+    return [(f"s{i}", command, [f"s{i - 1}"] if i else []) for i in range(n)]
+
+
+def layers(count: int, width: int, command: str, fan_in: int | None = None) -> list[Step]:
+    steps: list[Step] = []
+    for layer in range(count):
+        for i in range(width):
+            if layer == 0:
+                deps: list[str] = []
+            elif fan_in is None:
+                deps = [f"l{layer - 1}_{j}" for j in range(width)]
+            else:
+                deps = [f"l{layer - 1}_{(i + k) % width}" for k in range(fan_in)]
+            steps.append((f"l{layer}_{i}", command, deps))
+    return steps
+
+
+def critical_path() -> list[Step]:
+    shorts: list[Step] = [(f"short{i}", "sleep 0.01", []) for i in range(100)]
+    return shorts + [(f"c{i}", "sleep 0.1", [f"c{i - 1}"] if i else []) for i in range(20)]
+
+
+CASES = [
+    Case(1, "chain of 200 `true`", 1, lambda: chain(200, "true")),
+    Case(2, "64 independent `sleep 0.5`", 8, lambda: [(f"s{i}", "sleep 0.5", []) for i in range(64)]),
+    Case(
+        3, "10 layers x 20 `sleep 0.05`, each needs the whole previous layer", 4, lambda: layers(10, 20, "sleep 0.05")
+    ),
+    Case(4, "10,000 `true` in 100 layers (2 deps each)", 2, lambda: layers(100, 100, "true", fan_in=2)),
+    Case(5, "100 short steps declared before a 20 x 0.1 s chain", 4, critical_path),
+]
+
+
+def write_plan(path: Path, steps: list[Step], workers: int) -> None:
+    doc = {
+        "plan_id": "BENCH",
+        "version": "1",
+        "globals": {"max_concurrency": workers, "default_timeout_sec": 600},
+        "steps": [
+            {"id": sid, "command": "sh", "args": ["-c", cmd], "depends_on": deps}
+            if cmd != "true"
+            else {"id": sid, "command": "true", "depends_on": deps}
+            for sid, cmd, deps in steps
+        ],
+    }
+    path.write_text(json.dumps(doc))
+
+
+def write_makefile(path: Path, steps: list[Step]) -> None:
+    users = {d for _, _, deps in steps for d in deps}
+    sinks = [sid for sid, _, _ in steps if sid not in users]
+    lines = [".PHONY: all " + " ".join(sid for sid, _, _ in steps), f"all: {' '.join(sinks)}"]
+    for sid, cmd, deps in steps:
+        lines += [f"{sid}: {' '.join(deps)}", f"\t@{cmd}"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def timed(command: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-2000:]}")
+    return elapsed
+
+
+def pytest_command(workers: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--plan",
+        "plan.json",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--no-ledger",
+        "-n",
+        str(workers if workers > 1 else 0),
+    ]
+
+
+def peak_rss_mb(command: list[str], cwd: Path) -> float:
+    """Peak resident memory of the controller process (the pytest we start; not its workers)."""
+    proc = psutil.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, proc.memory_info().rss)
+        except psutil.Error:
+            break
+        time.sleep(0.02)
+    return peak / 2**20
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cases", default="1,2,3,4,5")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args(argv)
+    wanted = {int(c) for c in args.cases.split(",")}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_plan(root / "plan.json", [("only", "true", [])], 1)
+        # pytest's own cost to start and stop, with as many workers as a case uses
+        startups = {
+            n: min(timed(pytest_command(n), root) for _ in range(args.repeat))
+            for n in sorted({c.workers for c in CASES if c.number in wanted} | {1})
+        }
+        for case in CASES:
+            if case.number not in wanted:
+                continue
+            work = root / f"case{case.number}"
+            work.mkdir()
+            steps = case.steps()
+            write_plan(work / "plan.json", steps, case.workers)
+            write_makefile(work / "Makefile", steps)
+            make_times, pytest_times = [], []
+            for _ in range(args.repeat):
+                make_times.append(timed(["make", f"-j{case.workers}", "-s", "all"], work))
+                pytest_times.append(timed(pytest_command(case.workers), work))
+            rows.append((case, len(steps), make_times, pytest_times))
+            print(
+                f"case {case.number} done: make {min(make_times):.2f}s pytest {min(pytest_times):.2f}s", file=sys.stderr
+            )
+        extra = []
+        if 4 in wanted:
+            work = root / "case4"
+            collect = min(
+                timed(
+                    [
+                        sys.executable,
+                        "-m",
+                        "pytest",
+                        "--plan",
+                        "plan.json",
+                        "--collect-only",
+                        "-q",
+                        "-p",
+                        "no:cacheprovider",
+                        "--no-ledger",
+                    ],
+                    work,
+                )
+                for _ in range(max(1, args.repeat // 2))
+            )
+            extra.append(f"validate+collect of the 10,000-step plan: {collect:.2f} s (pytest start-up included)")
+            extra.append(f"controller peak memory on case 4: {peak_rss_mb(pytest_command(2), work):.0f} MB")
+    print("pytest start-up and shutdown (1-step plan): " + ", ".join(f"N={n}: {t:.2f} s" for n, t in startups.items()))
+    if args.markdown:
+        print("\n| case | steps | N | make min / median | pytest --plan min / median | pytest after start-up (min) |")
+        print("|---|---|---|---|---|---|")
+    for case, count, make_times, pytest_times in rows:
+        after_startup = min(pytest_times) - startups[case.workers]
+        cells = (
+            f"{case.number}. {case.title}",
+            str(count),
+            str(case.workers),
+            f"{min(make_times):.2f} / {statistics.median(make_times):.2f} s",
+            f"{min(pytest_times):.2f} / {statistics.median(pytest_times):.2f} s",
+            f"{after_startup:.2f} s",
+        )
+        print("| " + " | ".join(cells) + " |" if args.markdown else "  ".join(cells))
+        if case.number in (1, 4):
+            per_step = (min(pytest_times) - min(make_times) - startups[case.workers]) / count * 1000
+            extra.append(f"case {case.number}: per-step overhead above make after start-up: {per_step:.2f} ms")
+    for line in extra:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
