@@ -73,6 +73,9 @@ class PlanController:
 
     # -- set-up ---------------------------------------------------------------------------------
 
+    def plan_of(self, step_id: str) -> LoadedPlan:
+        return self._plan_of[step_id]
+
     def step_of(self, nodeid: str) -> str | None:
         step_id = nodeid.rpartition("::")[2]
         place = self.places.get(step_id)

@@ -22,6 +22,7 @@ from ..run.serial import drive_serially
 from ..run.step import RunContext, display_command
 from .controller import PlanController, StepPlace, place_for
 from .items import StepItem, Ticket, find_step_line, ticket_key
+from .junit import JUnitEnricher
 from .options import Settings
 from .report import TerminalSummary
 
@@ -71,6 +72,13 @@ class ControllerPlugin:
         )
         self.summary.controller = self.controller
         self.scheduler: Any = None  # the DAG scheduler, in xdist runs
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        # junitxml's LogXML exists from its pytest_configure on, which runs after ours
+        junit = JUnitEnricher.create(self.config, self.controller)
+        if junit is not None:
+            self.controller.observers.append(junit)
+            self.config.pluginmanager.register(junit, "planrun-junit")
 
     @pytest.hookimpl(tryfirst=True)  # before pytest's own loop, which would run items in list order
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
