@@ -10,8 +10,9 @@ from typing import Any
 import junitparser
 import pytest
 import xmlschema
-from conftest import RunPlan
 from planhelpers import sh, step
+
+from conftest import RunPlan
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 FLAKY = 'n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; echo "try $n" >&2; [ "$n" -ge 3 ]'
