@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..core.conditions import ConditionError, compile_condition
 from .errors import format_field, locate, validation_problems
 from .model import OnFailure, Plan, Step, VariableSpec
 from .problems import PlanError, Problem
@@ -105,6 +106,8 @@ def load_plan(
     declared = plan.variables if plan is not None else _raw_declarations(raw.get("variables"))
     values, secrets = resolve_variables(declared, cli_vars, environ)
     problems.extend(_undefined_variable_problems(raw, raw_steps, values, declared, file))
+    if plan is not None:
+        problems.extend(_condition_problems(plan, values, file))
     if problems or plan is None:
         raise PlanError(problems)
 
@@ -119,6 +122,20 @@ def load_plan(
         masker=Masker(secrets),
         plan_hash=hashlib.sha256(content).hexdigest(),
     )
+
+
+def _condition_problems(plan: Plan, variables: Mapping[str, str], file: str) -> list[Problem]:
+    """Conditions are parsed with the plan: syntax, functions, and the steps and variables they name."""
+    step_ids = [step.id for step in plan.steps]
+    problems = []
+    for step in plan.steps:
+        if step.condition is None:
+            continue
+        try:
+            compile_condition(step.condition, step_ids=step_ids, variables=variables.keys())
+        except ConditionError as error:
+            problems.append(Problem(file, step.id, "condition", f"{error} of {step.condition!r}"))
+    return problems
 
 
 def _display(path: Path) -> str:

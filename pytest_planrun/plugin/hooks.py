@@ -10,7 +10,6 @@ from types import FrameType
 
 import pytest
 
-from ..core.conditions import ConditionError, compile_condition
 from ..core.graph import topological_order
 from ..plan import LoadedPlan, Masker, PlanError, load_plan
 from ..run.process import CancelToken
@@ -35,8 +34,6 @@ def load_plans(settings: Settings) -> list[LoadedPlan]:
             plans.append(load_plan(path, settings.variables, display_path=given))
         except PlanError as error:
             problems.extend(str(p) for p in error.problems)
-    for plan in plans:
-        problems.extend(condition_problems(plan))
     seen: dict[str, str] = {}
     for plan in plans:
         for step in plan.steps:
@@ -49,21 +46,6 @@ def load_plans(settings: Settings) -> list[LoadedPlan]:
     if problems:
         raise pytest.UsageError(*problems)
     return plans
-
-
-def condition_problems(plan: LoadedPlan) -> list[str]:
-    """Conditions are checked with the plan: syntax, functions, steps and variables they name."""
-    step_ids = [s.id for s in plan.steps]
-    problems = []
-    for step in plan.steps:
-        if step.condition is not None:
-            try:
-                compile_condition(step.condition, step_ids=step_ids, variables=plan.variables.keys())
-            except ConditionError as error:
-                problems.append(
-                    f"{plan.display_path}: step '{step.id}', field 'condition': {error} of {step.condition!r}"
-                )
-    return problems
 
 
 def is_worker(config: pytest.Config) -> bool:

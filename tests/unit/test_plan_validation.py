@@ -279,12 +279,16 @@ def test_consuming_what_only_the_step_itself_provides(problems: Problems) -> Non
     ]
 
 
-def test_conditions_and_lock_names_are_not_checked_here(tmp_path: Path) -> None:
+def test_conditions_are_parsed_with_the_plan_and_lock_names_are_free(tmp_path: Path) -> None:
     path = tmp_path / "ok.json"
-    path.write_text(json.dumps(plan(step("a", condition="((( nonsense", locks=["any name/at all"]))))
+    path.write_text(json.dumps(plan(step("a", condition="always()", locks=["any name/at all"]))))
     loaded = load_plan(path)
-    assert loaded.step("a").condition == "((( nonsense"
+    assert loaded.step("a").condition == "always()"
     assert loaded.step("a").locks == ("any name/at all",)
+    path.write_text(json.dumps(plan(step("a", condition="((( nonsense"))))
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    assert "step 'a', field 'condition': the expression ends too early at column 13" in str(info.value)
 
 
 # --- all at once -----------------------------------------------------------------------------------
