@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    os.environ.setdefault("PLANRUN_PYTHON", sys.executable)  # as the pytest plugin does
     try:
         return int(args.func(args))
     except (FileNotFoundError, LookupError) as error:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import uuid
 from collections.abc import Generator
 from pathlib import Path
@@ -58,6 +60,8 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     config.stash[settings_key] = settings
     if not settings.plans:
         return
+    # plans run planrun's own helpers (plans/safe_merge.json) with the interpreter pytest runs on
+    os.environ.setdefault("PLANRUN_PYTHON", sys.executable)
     plans = load_plans(settings)  # a broken plan is a usage error: exit 4, nothing runs
     config.stash[plans_key] = plans
     if is_worker(config) or not config.pluginmanager.hasplugin("xdist"):

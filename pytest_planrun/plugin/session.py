@@ -21,7 +21,7 @@ from ..run.process import CancelToken, sweep_orphans
 from ..run.serial import drive_serially
 from ..run.step import RunContext, display_command
 from .controller import PlanController, StepPlace, place_for
-from .items import StepItem, Ticket, find_step_line, ticket_key
+from .items import StepItem, Ticket, step_lines, ticket_key
 from .junit import JUnitEnricher
 from .options import Settings
 from .report import TerminalSummary
@@ -45,8 +45,8 @@ def make_places(config: pytest.Config, controller: PlanController, nodeids: Sequ
             continue
         if path not in lines:
             text = plan.path.read_text(encoding="utf-8")
-            lines[path] = {s.id: find_step_line(text, s.id) for s in plan.steps}
-        places[step_id] = place_for(nodeid, step, lines[path][step_id], display_command(step, plan.masker))
+            lines[path] = step_lines(text)
+        places[step_id] = place_for(nodeid, step, lines[path].get(step_id, 0), display_command(step, plan.masker))
     return places
 
 
