@@ -166,6 +166,10 @@ class PlanController:
             self._reported.add(step_id)
             attempt = self.core.attempts(step_id)
             self._queue(self.core.attempt_ended(step_id, attempt, False, time.monotonic()))
+        elif report.when == "call" and report.failed:
+            # the step's item raised something other than a step failure: our bug, shown with its
+            # traceback; the run still goes on as if the attempt failed, so it cannot hang
+            self._worker_crashed(step_id, report, error="planrun internal error (see the traceback)")
         elif report.failed and report.when not in ("setup", "call", "teardown"):
             # xdist's report for a worker that crashed while running this step
             self._worker_crashed(step_id, report)
@@ -184,7 +188,7 @@ class PlanController:
             self._finish_step(record.step_id)
         self._queue(actions)
 
-    def _worker_crashed(self, step_id: str, report: pytest.TestReport) -> None:
+    def _worker_crashed(self, step_id: str, report: pytest.TestReport, error: str = "worker crashed") -> None:
         assert self.core is not None
         from ..run.process import sweep_orphans
 
@@ -203,10 +207,11 @@ class PlanController:
             command=display_command(self.steps[step_id], self.context.masker),
             stdout_path="",
             stderr_path="",
-            error="worker crashed",
+            error=error,
             worker=_worker_id(report),
         )
-        report.longrepr = f"step '{step_id}' failed: worker crashed while running it (attempt {attempt})"
+        if error == "worker crashed":
+            report.longrepr = f"step '{step_id}' failed: worker crashed while running it (attempt {attempt})"
         self._attempt_ended(record, self.core.will_retry(step_id, attempt))
 
     def on_unsent(self, step_id: str, attempt: int) -> None:

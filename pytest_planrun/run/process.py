@@ -10,7 +10,8 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -48,37 +49,44 @@ class AttemptOutcome:
 
 
 class CancelToken:
-    """Cancel a running attempt from any thread: its process tree is killed at once."""
+    """Cancel a running attempt from any thread: its process tree is killed at once.
+
+    The wake-up pipe exists only while an attempt waits on the token (``watching``), so tokens kept
+    for thousands of steps hold no file descriptors.
+    """
 
     def __init__(self) -> None:
         self._reason: str | None = None
         self._lock = threading.Lock()
-        self._read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self._write_fd, False)
+        self._pipe: tuple[int, int] | None = None
 
     def cancel(self, reason: str) -> None:
         with self._lock:
             if self._reason is not None:
                 return
             self._reason = reason
-        try:
-            os.write(self._write_fd, b"x")
-        except OSError:
-            pass
+            if self._pipe is not None:
+                os.write(self._pipe[1], b"x")
 
     @property
     def reason(self) -> str | None:
         return self._reason
 
-    def fileno(self) -> int:
-        return self._read_fd
-
-    def __del__(self) -> None:
-        for fd in (self._read_fd, self._write_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    @contextmanager
+    def watching(self) -> Iterator[int]:
+        """A file descriptor that becomes readable once the token is cancelled."""
+        read_end, write_end = os.pipe()
+        with self._lock:
+            self._pipe = (read_end, write_end)
+            if self._reason is not None:
+                os.write(write_end, b"x")
+        try:
+            yield read_end
+        finally:
+            with self._lock:
+                self._pipe = None
+            os.close(read_end)
+            os.close(write_end)
 
 
 def _seconds(value: float) -> str:
@@ -248,19 +256,22 @@ def _exit_signal(proc: subprocess.Popen[bytes]) -> tuple[int, Callable[[], None]
 def _wait(proc: subprocess.Popen[bytes], deadline: float | None, token: CancelToken | None) -> str:
     """Wait for the process to exit, the deadline to pass or the token to fire: 'exit' | 'timeout' | 'cancel'."""
     exit_fd, close = _exit_signal(proc)
-    watch = [exit_fd] if token is None else [exit_fd, token.fileno()]
-    try:
+    with ExitStack() as stack:
+        stack.callback(close)
+        poller = select.poll()  # not select(): descriptors above 1024 are fine
+        poller.register(exit_fd, select.POLLIN)
+        cancel_fd = stack.enter_context(token.watching()) if token is not None else -1
+        if token is not None:
+            poller.register(cancel_fd, select.POLLIN)
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select(watch, [], [], remaining)
+            ready = {fd for fd, _ in poller.poll(None if remaining is None else remaining * 1000)}
             if exit_fd in ready:
                 return "exit"
-            if token is not None and token.fileno() in ready:
+            if cancel_fd in ready:
                 return "cancel"
             if deadline is not None and time.monotonic() >= deadline:
                 return "timeout"
-    finally:
-        close()
 
 
 def run_attempt(spec: AttemptSpec, token: CancelToken | None = None) -> AttemptOutcome:
@@ -325,8 +336,10 @@ def run_attempt(spec: AttemptSpec, token: CancelToken | None = None) -> AttemptO
             _stop(proc, spec.kill_grace)
             raise
         if how == "exit":
-            # A step must not leave anything behind in its session (a backgrounded daemon).
-            code = proc.wait()
+            # A step must not leave anything behind in its session (a backgrounded daemon). The
+            # exited leader stays a zombie until Popen reaps it, so its group id cannot have been
+            # reused by another process when the group is killed.
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
             leftovers = _descendants(proc.pid)
             _signal_group(proc.pid, signal.SIGKILL)
             for leftover in leftovers:
@@ -334,6 +347,7 @@ def run_attempt(spec: AttemptSpec, token: CancelToken | None = None) -> AttemptO
                     leftover.kill()
                 except psutil.Error:
                     pass
+            code = proc.wait()
         else:
             code = _stop(proc, spec.kill_grace)
         for thread in drains:
