@@ -1,3 +1,3 @@
-"""Project-wide pytest set-up: the pytester fixture for the plugin's own tests."""
-
-pytest_plugins = ["pytester"]
+"""Project-wide pytest set-up. pytester comes from ``addopts`` (``-p pytester``), not from
+``pytest_plugins`` here: a plan run from another repository with ``--plan path/to/this/plans/x.json``
+may make this directory pytest's rootdir, and pytest refuses ``pytest_plugins`` outside the top level."""

@@ -7,6 +7,7 @@ import queue
 import sqlite3
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,22 +32,23 @@ log = logging.getLogger(__name__)
 
 def make_places(config: pytest.Config, controller: PlanController, nodeids: Sequence[str]) -> dict[str, StepPlace]:
     """Places of the selected steps, from their node ids (the same in serial and xdist runs)."""
-    lines: dict[str, dict[str, int]] = {}
+    lines: dict[Path, dict[str, int]] = {}
     places: dict[str, StepPlace] = {}
-    by_path = {str(p.path): p for p in controller.plans}
+    plan_paths = {p.path.resolve() for p in controller.plans}
     for nodeid in nodeids:
         file_part, _, step_id = nodeid.rpartition("::")
         step = controller.steps.get(step_id)
         if step is None:
             continue
-        path = str((config.rootpath / file_part).resolve())
-        plan = by_path.get(path)
-        if plan is None:
+        # Step ids are unique across the run's plans, so the id names the plan; the file part only
+        # rules out an ordinary test of the same name. (A plan outside the rootdir has an empty one.)
+        path = (config.rootpath / file_part).resolve()
+        if file_part and path not in plan_paths and path.exists():
             continue
-        if path not in lines:
-            text = plan.path.read_text(encoding="utf-8")
-            lines[path] = step_lines(text)
-        places[step_id] = place_for(nodeid, step, lines[path].get(step_id, 0), display_command(step, plan.masker))
+        plan = controller.plan_of(step_id)
+        if plan.path not in lines:
+            lines[plan.path] = step_lines(plan.path.read_text(encoding="utf-8"))
+        places[step_id] = place_for(nodeid, step, lines[plan.path].get(step_id, 0), display_command(step, plan.masker))
     return places
 
 
