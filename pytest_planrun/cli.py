@@ -108,6 +108,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import main as demo
+
+    return demo()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="planrun", description="Plans of command steps, run as pytest items")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -132,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--ledger", default=DEFAULT_LEDGER)
     show.add_argument("--events", action="store_true")
     show.set_defaults(func=cmd_show)
+    sub.add_parser(
+        "demo", help="Run the safe-merge gate against a throwaway origin and clone in a temp directory"
+    ).set_defaults(func=cmd_demo)
     return parser
 
 

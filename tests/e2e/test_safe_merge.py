@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-PLAN = Path(__file__).resolve().parents[2] / "plans" / "safe_merge.json"
+PLAN = Path(__file__).resolve().parents[2] / "plans" / "safe_merge.json"  # -> the packaged plan
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -162,3 +162,11 @@ def test_two_gates_racing_to_push_are_serialized(origin: Path, tmp_path: Path, m
         assert codes == [0, 1], outputs
         assert ("one.txt" in tree) != ("two.txt" in tree)
         assert any("moved while the gate ran" in out for out in outputs), outputs
+
+
+def test_the_demo_runs_the_gate_end_to_end(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_planrun.cli", "demo"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "7 passed" in done.stdout and "push PASSED" in done.stdout
