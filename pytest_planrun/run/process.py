@@ -100,6 +100,15 @@ def _descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
+def _send(processes: list[psutil.Process], sig: signal.Signals) -> None:
+    """Signal each process, ignoring those already gone."""
+    for process in processes:
+        try:
+            process.send_signal(sig)
+        except psutil.Error:
+            pass
+
+
 def kill_tree(pid: int, grace: float = 3.0) -> None:
     """SIGTERM the process, its group and every descendant; SIGKILL what is left after ``grace``."""
     procs = _descendants(pid)
@@ -108,18 +117,10 @@ def kill_tree(pid: int, grace: float = 3.0) -> None:
     except psutil.Error:
         pass
     _signal_group(pid, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.send_signal(signal.SIGTERM)
-        except psutil.Error:
-            pass
+    _send(procs, signal.SIGTERM)
     _, alive = psutil.wait_procs(procs, timeout=grace)
     _signal_group(pid, signal.SIGKILL)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
+    _send(alive, signal.SIGKILL)
     psutil.wait_procs(alive, timeout=1.0)
 
 
@@ -128,11 +129,7 @@ def _stop(proc: subprocess.Popen[bytes], grace: float) -> int:
     so its exit status (the signal) is kept."""
     descendants = _descendants(proc.pid)
     _signal_group(proc.pid, signal.SIGTERM)
-    for member in descendants:
-        try:
-            member.terminate()
-        except psutil.Error:
-            pass
+    _send(descendants, signal.SIGTERM)
     deadline = time.monotonic() + grace
     try:
         proc.wait(timeout=grace)
@@ -140,11 +137,7 @@ def _stop(proc: subprocess.Popen[bytes], grace: float) -> int:
         pass
     _, alive = psutil.wait_procs(descendants, timeout=max(0.0, deadline - time.monotonic()))
     _signal_group(proc.pid, signal.SIGKILL)
-    for member in alive:
-        try:
-            member.kill()
-        except psutil.Error:
-            pass
+    _send(alive, signal.SIGKILL)
     if proc.poll() is None:
         proc.kill()
     return proc.wait()
@@ -174,17 +167,9 @@ def sweep_orphans(run_id: str, step_id: str | None = None, grace: float = 1.0) -
         if step_id is not None and env.get("PLANRUN_STEP_ID") != step_id:
             continue
         found.append(proc)
-    for proc in found:
-        try:
-            proc.terminate()
-        except psutil.Error:
-            pass
+    _send(found, signal.SIGTERM)
     _, alive = psutil.wait_procs(found, timeout=grace)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
+    _send(alive, signal.SIGKILL)
     return [p.pid for p in found]
 
 
@@ -342,11 +327,7 @@ def run_attempt(spec: AttemptSpec, token: CancelToken | None = None) -> AttemptO
             os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
             leftovers = _descendants(proc.pid)
             _signal_group(proc.pid, signal.SIGKILL)
-            for leftover in leftovers:
-                try:
-                    leftover.kill()
-                except psutil.Error:
-                    pass
+            _send(leftovers, signal.SIGKILL)
             code = proc.wait()
         else:
             code = _stop(proc, spec.kill_grace)

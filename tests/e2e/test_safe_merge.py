@@ -51,26 +51,26 @@ def push_feature(origin: Path, branch: str, name: str, text: str) -> None:
     git(work, "push", "-q", "origin", branch)
 
 
-def gate(repo: Path, branch: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            f"--plan={PLAN}",  # "=": a separate value would become a rootdir candidate
-            "--var",
-            f"BRANCH={branch}",
-            "-p",
-            "no:cacheprovider",
-            "-rA",
-            "--var",
-            f"TEST_COMMAND={sys.executable} -m pytest -q -p no:cacheprovider",
-            *extra,
-        ],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-    )
+def gate_command(branch: str, test_command: str) -> list[str]:
+    # "--plan=": a separate value would become a rootdir candidate for pytest
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        f"--plan={PLAN}",
+        "--var",
+        f"BRANCH={branch}",
+        "-p",
+        "no:cacheprovider",
+        "-rA",
+        "--var",
+        f"TEST_COMMAND={test_command}",
+    ]
+
+
+def gate(repo: Path, branch: str) -> subprocess.CompletedProcess[str]:
+    tests = f"{sys.executable} -m pytest -q -p no:cacheprovider"
+    return subprocess.run(gate_command(branch, tests), cwd=repo, capture_output=True, text=True)
 
 
 def remote_main(origin: Path) -> str:
@@ -132,18 +132,7 @@ def test_two_gates_racing_to_push_are_serialized(origin: Path, tmp_path: Path, m
     repos = [clone(origin, "dev1"), clone(origin, "dev2")]
     procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                f"--plan={PLAN}",  # "=": a separate value would become a rootdir candidate
-                "--var",
-                f"BRANCH={branch}",
-                "-p",
-                "no:cacheprovider",
-                "--var",
-                "TEST_COMMAND=true",
-            ],
+            gate_command(branch, "true"),
             cwd=repo,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
