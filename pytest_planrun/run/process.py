@@ -333,6 +333,9 @@ def run_attempt(spec: AttemptSpec, token: CancelToken | None = None) -> AttemptO
             code = _stop(proc, spec.kill_grace)
         for thread in drains:
             thread.join()
+        for pipe in (proc.stdout, proc.stderr):  # present only when output was masked
+            if pipe is not None:
+                pipe.close()
         if how == "timeout":
             assert spec.timeout is not None
             message = f"timed out after {_seconds(spec.timeout)} s"
