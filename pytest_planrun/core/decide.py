@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import heapq
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .graph import dependents_of, remaining_path
@@ -380,9 +380,3 @@ class RunCore:
             actions.append(Finish("failed", f"step '{failed[0]}' failed"))
         else:
             actions.append(Finish("succeeded", None))
-
-
-def rules_without(rules: Iterable[StepRule], deselected: Iterable[str]) -> list[StepRule]:
-    """Drop deselected steps; dependencies on them are then treated as succeeded."""
-    gone = set(deselected)
-    return [r for r in rules if r.step_id not in gone]

@@ -319,9 +319,6 @@ class PlanController:
         for observer in self.observers:
             observer.run_finished(state, exit_code, message, now)
 
-    def attempts_of(self, step_id: str) -> list[AttemptRecord]:
-        return list(self._attempts.get(step_id, ()))
-
 
 def _worker_id(report: pytest.TestReport) -> str:
     """The xdist worker a report came from ("gw0"), as xdist attaches it."""

@@ -14,10 +14,9 @@ import pytest
 
 from ..core.graph import topological_order
 from ..plan import LoadedPlan, Masker, PlanError, load_plan
-from ..run.process import CancelToken
 from ..run.step import RunContext
 from .controller import default_run_dir
-from .items import PlanFile, Runtime, StepFailed, StepItem, Ticket, marker_name, record_key, runtime_key, ticket_key
+from .items import PlanFile, Runtime, StepFailed, StepItem, marker_name, record_key, runtime_key, ticket_key
 from .options import Settings
 from .options import pytest_addoption as pytest_addoption  # noqa: F401  (a hook)
 from .session import ControllerPlugin, WorkerLoop
@@ -221,7 +220,3 @@ def pytest_report_teststatus(
     if report.outcome == "rerun":  # type: ignore[comparison-overlap]
         return "rerun", "R", ("RERUN", {"yellow": True})
     return None
-
-
-def new_ticket(attempt: int, will_retry: bool, worker: str = "main") -> Ticket:
-    return Ticket(attempt=attempt, will_retry=will_retry, token=CancelToken(), worker=worker)

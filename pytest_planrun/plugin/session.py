@@ -133,6 +133,8 @@ class ControllerPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown()  # pending retry timers
         controller = self.controller
         if controller.core is not None and controller.final is None:
             controller.interrupt("cancelled: interrupted")

@@ -109,24 +109,9 @@ def _send(processes: list[psutil.Process], sig: signal.Signals) -> None:
             pass
 
 
-def kill_tree(pid: int, grace: float = 3.0) -> None:
-    """SIGTERM the process, its group and every descendant; SIGKILL what is left after ``grace``."""
-    procs = _descendants(pid)
-    try:
-        procs.insert(0, psutil.Process(pid))
-    except psutil.Error:
-        pass
-    _signal_group(pid, signal.SIGTERM)
-    _send(procs, signal.SIGTERM)
-    _, alive = psutil.wait_procs(procs, timeout=grace)
-    _signal_group(pid, signal.SIGKILL)
-    _send(alive, signal.SIGKILL)
-    psutil.wait_procs(alive, timeout=1.0)
-
-
 def _stop(proc: subprocess.Popen[bytes], grace: float) -> int:
-    """Stop our own child and its tree; unlike ``kill_tree`` it leaves reaping the child to Popen,
-    so its exit status (the signal) is kept."""
+    """SIGTERM our child, its group and every descendant (collected before the child dies), wait
+    ``grace``, SIGKILL what is left. Popen reaps the child, so its exit status (the signal) is kept."""
     descendants = _descendants(proc.pid)
     _signal_group(proc.pid, signal.SIGTERM)
     _send(descendants, signal.SIGTERM)
