@@ -130,6 +130,9 @@ class ControllerPlugin:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.controller.on_report(report)
+        node = getattr(report, "node", None)  # xdist's worker that sent the report
+        if self.scheduler is not None and node is not None and report.when == "call":
+            self.scheduler.call_reported(node, report.nodeid)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

@@ -47,6 +47,8 @@ class DagScheduling:
         self._collections: dict[WorkerController, list[str]] = {}
         self._idle: deque[WorkerController] = deque()
         self._running: dict[WorkerController, tuple[int, str | None]] = {}
+        # Items whose call phase has reported: the worker takes its next step while it tears them down.
+        self._released: dict[WorkerController, list[int]] = {}
         self._starts: deque[Start] = deque()
         self._plain: deque[int] = deque()  # indices of ordinary tests given beside the plan
         self._index: dict[str, int] = {}
@@ -102,7 +104,23 @@ class DagScheduling:
             self._dispatch()
 
     def mark_test_complete(self, node: WorkerController, item_index: int, duration: float = 0) -> None:
+        released = self._released.get(node)
+        if released and item_index in released:
+            released.remove(item_index)
+            return
         self._running.pop(node, None)
+        if node in self._nodes:
+            self._idle.append(node)
+        self._dispatch()
+
+    def call_reported(self, node: WorkerController, nodeid: str) -> None:
+        """A step's call phase ended on ``node``: its process is gone, so the worker is free for the
+        next step now — its teardown and the completion notice would only add a round trip."""
+        running = self._running.get(node)
+        if running is None or running[1] is None or self._nodeids[running[0]] != nodeid:
+            return
+        del self._running[node]
+        self._released.setdefault(node, []).append(running[0])
         if node in self._nodes:
             self._idle.append(node)
         self._dispatch()
@@ -117,6 +135,7 @@ class DagScheduling:
         """A worker went away; return the node id it was running (xdist reports it as crashed)."""
         self._nodes.remove(node)
         self._collections.pop(node, None)
+        self._released.pop(node, None)
         if node in self._idle:
             self._idle.remove(node)
         running = self._running.pop(node, None)

@@ -308,11 +308,10 @@ def run_attempt(spec: AttemptSpec, token: CancelToken | None = None) -> AttemptO
         if how == "exit":
             # A step must not leave anything behind in its session (a backgrounded daemon). The
             # exited leader stays a zombie until Popen reaps it, so its group id cannot have been
-            # reused by another process when the group is killed.
+            # reused by another process when the group is killed. (Its children were reparented
+            # when it exited; one that left the session is found by the run's sweep.)
             os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
-            leftovers = _descendants(proc.pid)
             _signal_group(proc.pid, signal.SIGKILL)
-            _send(leftovers, signal.SIGKILL)
             code = proc.wait()
         else:
             code = _stop(proc, spec.kill_grace)
