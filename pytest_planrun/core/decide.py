@@ -351,6 +351,8 @@ class RunCore:
         while self._ready and len(self._running) < self.slots:
             entry = heapq.heappop(self._ready)
             step_id = entry[2]
+            if self._phase[step_id] is not Phase.READY:
+                continue  # ended while queued (it succeeded in the run being resumed)
             busy = next((lock for lock in self._rules[step_id].locks if lock in self._locks), None)
             if busy is not None:
                 held_back.append(entry)

@@ -141,13 +141,22 @@ def last_run(db_path: Path, plan_id: str) -> dict[str, Any] | None:
     return runs[0] if runs else None
 
 
-def step_outcomes(db_path: Path, run_id: str) -> dict[str, str]:
-    """Each step's final outcome in a run (``succeeded`` | ``failed`` | ``skipped`` | ``canceled``)."""
-    outcomes: dict[str, str] = {}
+RESUMED_PREFIX = "succeeded in run "
+
+
+def succeeded_steps(db_path: Path, run_id: str) -> dict[str, str]:
+    """Steps that succeeded in a run, each with the run it really ran in: a step a resumed run
+    skipped because it had succeeded before keeps that earlier run, so resumes can be chained."""
+    done: dict[str, str] = {}
     for row in get_run_steps(db_path, run_id):
-        if row["step_id"] is not None:
-            outcomes[row["step_id"]] = row["outcome"] or (row["state"] if row["state"] != "running" else "canceled")
-    return outcomes
+        step_id, reason = row["step_id"], row["reason"] or ""
+        if step_id is None:
+            continue
+        if row["outcome"] == "succeeded":
+            done[step_id] = run_id
+        elif row["outcome"] == "skipped" and reason.startswith(RESUMED_PREFIX):
+            done[step_id] = reason.removeprefix(RESUMED_PREFIX)
+    return done
 
 
 def previous_durations(db_path: Path, plan_id: str) -> dict[str, float]:

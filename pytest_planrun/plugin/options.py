@@ -72,6 +72,10 @@ class Settings:
     kill_grace: float
     resume: str | None
     invocation_dir: Path
+    # ``--lf`` with a plan: resume the plan's last run, or run everything when there is nothing to
+    # resume (pytest's ``--last-failed`` habit, ``--lfnf`` included)
+    resume_if_any: bool = False
+    nothing_failed: str = "all"
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -88,6 +92,12 @@ class Settings:
         else:
             grace = 3.0
         run_dir = invocation_dir / opt.planrun_run_dir if opt.planrun_run_dir else None
+        resume = opt.resume
+        last_failed = bool(getattr(opt, "lf", False))  # absent with -p no:cacheprovider
+        if last_failed and opt.plan:
+            # planrun answers --lf for plan steps from the ledger; pytest's own last-failed filter
+            # would drop the failed steps' dependents and the succeeded steps' verdicts.
+            opt.lf = False
         return cls(
             plans=tuple(opt.plan),
             variables=dict(opt.var),
@@ -95,6 +105,8 @@ class Settings:
             run_dir=run_dir,
             run_id=opt.planrun_run_id,
             kill_grace=grace,
-            resume=opt.resume,
+            resume=resume or ("last" if last_failed else None),
             invocation_dir=invocation_dir,
+            resume_if_any=last_failed and resume is None,
+            nothing_failed=str(getattr(opt, "last_failed_no_failures", "all")),
         )

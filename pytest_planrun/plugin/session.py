@@ -14,7 +14,7 @@ import pytest
 
 from ..core.conditions import compile_condition
 from ..core.graph import transitive_dependents
-from ..ledger.queries import last_run, previous_durations, step_outcomes
+from ..ledger.queries import RESUMED_PREFIX, last_run, previous_durations, succeeded_steps
 from ..ledger.writer import LedgerRecorder
 from ..plan import LoadedPlan
 from ..run.observer import RunObserver
@@ -59,6 +59,7 @@ class ControllerPlugin:
         self.config = config
         self.settings = settings
         self.summary = TerminalSummary(config)
+        done_before, self.resume_note = _done_before(settings, plans)
         observers: list[RunObserver] = [self.summary]
         ledger = _ledger_recorder(settings, context)
         if ledger is not None:
@@ -70,10 +71,13 @@ class ControllerPlugin:
             observers,
             expected_durations=_expected_durations(settings, plans),
             condition_compiler=lambda step, plan: compile_condition(step.condition or "true"),
-            done_before=_done_before(settings, plans),
+            done_before=done_before,
         )
         self.summary.controller = self.controller
         self.scheduler: Any = None  # the DAG scheduler, in xdist runs
+
+    def pytest_report_header(self) -> list[str]:
+        return [self.resume_note] if self.resume_note else []
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         # junitxml's LogXML exists from its pytest_configure on, which runs after ours
@@ -168,26 +172,37 @@ def _expected_durations(settings: Settings, plans: list[LoadedPlan]) -> dict[str
         return None
 
 
-def _done_before(settings: Settings, plans: list[LoadedPlan]) -> dict[str, str] | None:
-    """With ``--resume``: steps that succeeded in that run and are not downstream of one that did not."""
+def _done_before(settings: Settings, plans: list[LoadedPlan]) -> tuple[dict[str, str] | None, str | None]:
+    """With ``--resume`` (or ``--lf``): steps that succeeded in that run and are not downstream of
+    one that did not, and a line for the session header."""
     if settings.resume is None:
-        return None
-    if settings.ledger is None or not settings.ledger.exists():
-        raise pytest.UsageError("--resume needs a ledger; none found (see --ledger)")
+        return None, None
+    ledger = settings.ledger
+    plan_id = plans[0].plan.plan_id
     run_id = settings.resume
     if run_id == "last":
-        previous = last_run(settings.ledger, plans[0].plan.plan_id)
+        previous = last_run(ledger, plan_id) if ledger is not None and ledger.exists() else None
         if previous is None:
-            raise pytest.UsageError(f"--resume: plan {plans[0].plan.plan_id} has no run in {settings.ledger}")
+            if settings.resume_if_any:
+                where = f"in {ledger}" if ledger is not None else "(no ledger)"
+                return None, f"planrun: --lf: plan {plan_id} has no earlier run {where}; running every step"
+            if ledger is None or not ledger.exists():
+                raise pytest.UsageError("--resume needs a ledger; none found (see --ledger)")
+            raise pytest.UsageError(f"--resume: plan {plan_id} has no run in {ledger}")
         run_id = previous["run_id"]
+    if ledger is None or not ledger.exists():
+        raise pytest.UsageError("--resume needs a ledger; none found (see --ledger)")
     try:
-        outcomes = step_outcomes(settings.ledger, run_id)
+        succeeded = succeeded_steps(ledger, run_id)
     except LookupError as error:
         raise pytest.UsageError(f"--resume: {error}") from None
     deps = {s.id: list(s.depends_on) for p in plans for s in p.steps}
-    redo = {s for s in deps if outcomes.get(s) != "succeeded"}
+    redo = {s for s in deps if s not in succeeded}
+    if not redo and settings.resume_if_any and settings.nothing_failed == "all":
+        return None, f"planrun: --lf: every step succeeded in run {run_id}; running every step"
     redo |= transitive_dependents(deps, redo)
-    return {s: f"succeeded in run {run_id}" for s in deps if s not in redo}
+    done = {s: RESUMED_PREFIX + succeeded[s] for s in deps if s not in redo}
+    return done, f"planrun: resuming run {run_id}: {len(redo)} step(s) to run, {len(done)} succeeded there"
 
 
 class WorkerLoop:

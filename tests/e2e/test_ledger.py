@@ -168,6 +168,40 @@ def test_resume_runs_only_what_did_not_succeed(run_plan: RunPlan, pytester: pyte
     assert len(list(pytester.path.glob("c.*"))) == 1
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_last_failed_resumes_the_plans_last_run(
+    pytester: pytest.Pytester, write_plan: Callable[..., Path], workers: list[str]
+) -> None:
+    plan = write_plan(
+        [
+            sh("a", "touch a.$$"),
+            sh("b", "test -f fixed", depends_on=["a"], on_failure="skip_dependents"),
+            sh("c", "touch c.$$", depends_on=["b"]),
+            sh("d", "touch d.$$"),
+        ],
+        max_concurrency=2,
+    )
+
+    def run(*args: str) -> pytest.RunResult:
+        return pytester.runpytest_subprocess("--plan", plan.name, "-rs", *workers, *args)
+
+    first = run("--lf")  # nothing to resume yet: every step runs, as pytest does without a last failure
+    first.stdout.fnmatch_lines(["planrun: --lf: plan PLAN-TEST has no earlier run in *; running every step"])
+    first.assert_outcomes(passed=2, failed=1, skipped=1)
+    (pytester.path / "fixed").touch()
+    second = run("--lf")
+    second.stdout.fnmatch_lines(["planrun: resuming run *: 2 step(s) to run, 2 succeeded there"])
+    second.assert_outcomes(passed=2, skipped=2)
+    second.stdout.fnmatch_lines(["SKIPPED [[]1[]] plan.json:*: succeeded in run *"] * 2)
+    assert len(list(pytester.path.glob("a.*"))) == 1 and len(list(pytester.path.glob("d.*"))) == 1
+    assert len(list(pytester.path.glob("c.*"))) == 1
+    third = run("--lf")  # the last run failed nothing: run everything again (--lfnf=all)
+    third.stdout.fnmatch_lines(["planrun: --lf: every step succeeded in run *; running every step"])
+    third.assert_outcomes(passed=4)
+    fourth = run("--lf", "--lfnf=none")
+    fourth.assert_outcomes(skipped=4)
+
+
 def test_api_and_cli_end_to_end(pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]) -> None:
     plan = pytester.path / "plan.json"
     plan.write_text(

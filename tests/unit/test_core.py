@@ -173,6 +173,16 @@ def test_resumed_steps_are_skipped_and_dependents_run() -> None:
     assert core.begin() == [Skip("a", "succeeded in run r1"), Start("b", 1)]
 
 
+def test_a_chain_that_succeeded_before_is_skipped_whole() -> None:
+    done = {"a": "succeeded in run r1", "b": "succeeded in run r1"}
+    core = RunCore([StepRule("a"), StepRule("b", ("a",)), StepRule("c", ("b",))], slots=2, done_before=done)
+    assert core.begin() == [Skip("a", "succeeded in run r1"), Skip("b", "succeeded in run r1"), Start("c", 1)]
+    everything = RunCore([StepRule("a"), StepRule("b", ("a",))], slots=2, done_before=done)
+    actions = everything.begin()
+    assert [a for a in actions if isinstance(a, Start)] == []
+    assert actions[-1] == Finish("succeeded", None)
+
+
 def test_interrupt_cancels_everything() -> None:
     core = RunCore(chain("a", "b"), slots=1)
     core.begin()
@@ -286,3 +296,24 @@ def test_random_runs_keep_the_invariants(
         assert not [s for s, t in trace.start_times if t >= abort_time]
     # attempts never exceed 1 + retries
     assert all(core.attempts(s) <= by_id[s].retries + 1 for s in deps)
+
+
+@given(dags(), st.integers(1, 4), st.data())
+def test_resume_runs_exactly_what_did_not_succeed_and_its_dependents(
+    deps: dict[str, list[str]], slots: int, data: st.DataObject
+) -> None:
+    redo = data.draw(st.sets(st.sampled_from(sorted(deps))))
+    redo |= transitive_dependents(deps, redo)
+    done = {s: "succeeded in run r0" for s in deps if s not in redo}
+    core = RunCore([StepRule(s, tuple(d)) for s, d in deps.items()], slots=slots, done_before=done)
+    started: list[str] = []
+    actions = core.begin()
+    while True:
+        starts = [a for a in actions if isinstance(a, Start)]
+        started.extend(a.step_id for a in starts)
+        if not starts:
+            break
+        actions = [x for a in starts for x in core.attempt_ended(a.step_id, a.attempt, True, 0.0)]
+    assert core.finished
+    assert sorted(started) == sorted(redo)
+    assert all(core.outcome(s) is Outcome.SKIPPED and core.reason(s) == done[s] for s in done)

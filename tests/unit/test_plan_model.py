@@ -69,9 +69,7 @@ def test_test_simple_loads_unchanged() -> None:
 
 
 def test_plan_from_file_substitutes_variables(write_plan: WritePlan) -> None:
-    path = write_plan(
-        step("a", "${V}", args=["-${V}"], cwd="${V}", env={"E": "${V}"}), globals={"env": {"G": "${V}"}}
-    )
+    path = write_plan(step("a", "${V}", args=["-${V}"], cwd="${V}", env={"E": "${V}"}), globals={"env": {"G": "${V}"}})
     loaded = Plan.from_file(path, {"V": "x"})
     assert isinstance(loaded, Plan)
     a = loaded.steps[0]
@@ -105,9 +103,7 @@ def test_step_defaults(write_plan: WritePlan) -> None:
     assert (a.timeout_sec, a.retries, a.retry_delay_sec) == (1800, 0, 0)
     assert (a.critical, a.on_failure, a.condition, a.weight) == (True, "abort", None, None)
     assert a.depends_on == a.tags == a.locks == a.provides == a.consumes == ()
-    assert loaded.plan.globals == Globals(
-        max_concurrency=1, default_timeout_sec=1800, default_retries=0, env={}
-    )
+    assert loaded.plan.globals == Globals(max_concurrency=1, default_timeout_sec=1800, default_retries=0, env={})
 
 
 def test_lookup_of_an_unknown_step_raises_key_error(write_plan: WritePlan) -> None:

@@ -144,9 +144,7 @@ def test_missing_required_fields(problems: Problems) -> None:
         ({"command": ""}, "field 'command': must not be empty"),
     ],
 )  # fmt: skip
-def test_wrong_types_and_values_name_the_value(
-    problems: Problems, fields: dict[str, Any], expected: str
-) -> None:
+def test_wrong_types_and_values_name_the_value(problems: Problems, fields: dict[str, Any], expected: str) -> None:
     assert problems(plan(step("a", **fields))) == [f"{FILE}: step 'a', {expected}"]
 
 
@@ -167,8 +165,7 @@ def test_steps_without_usable_id_are_named_by_position(problems: Problems) -> No
     assert problems(plan(step("a"), {"command": "x"}, 5, step("", "y"))) == [
         f"{FILE}: steps[1], field 'id': required field is missing",
         f"{FILE}: steps[2]: must be an object, got 5",
-        f"{FILE}: steps[3], field 'id': invalid step id '': "
-        "use letters, digits, '_', '.', '-' and single ':' inside",
+        f"{FILE}: steps[3], field 'id': invalid step id '': use letters, digits, '_', '.', '-' and single ':' inside",
     ]
 
 
@@ -180,8 +177,7 @@ def test_step_id_must_fit_a_node_id(problems: Problems, step_id: str) -> None:
 
 def test_invalid_names_in_mappings(problems: Problems) -> None:
     assert problems(plan(step("a"), globals={"env": {"A=B": "x"}}, variables={"1X": "v"})) == [
-        f"{FILE}: field 'globals.env': invalid environment variable name 'A=B'; "
-        "a name cannot be empty or contain '='",
+        f"{FILE}: field 'globals.env': invalid environment variable name 'A=B'; a name cannot be empty or contain '='",
         f"{FILE}: field 'variables': invalid variable name '1X'; "
         "use letters, digits and '_', not starting with a digit",
     ]
@@ -200,8 +196,7 @@ def test_malformed_variable_declaration(problems: Problems) -> None:
 
 def test_duplicate_ids(problems: Problems) -> None:
     assert problems(plan(step("build"), step("test"), step("build"))) == [
-        f"{FILE}: step 'build', field 'id': duplicate step id 'build' (steps[0], steps[2]); "
-        "step ids must be unique"
+        f"{FILE}: step 'build', field 'id': duplicate step id 'build' (steps[0], steps[2]); step ids must be unique"
     ]
 
 
@@ -267,8 +262,7 @@ def test_consumed_resource_downstream_is_not_upstream(problems: Problems) -> Non
 def test_consumed_resource_nobody_provides(problems: Problems) -> None:
     steps = [step("a", provides=["artifact"]), step("b", depends_on=["a"], consumes=["artefact", "zzz"])]
     assert problems(plan(*steps)) == [
-        f"{FILE}: step 'b', field 'consumes': consumes 'artefact', which no step provides "
-        "(did you mean 'artifact'?)",
+        f"{FILE}: step 'b', field 'consumes': consumes 'artefact', which no step provides (did you mean 'artifact'?)",
         f"{FILE}: step 'b', field 'consumes': consumes 'zzz', which no step provides",
     ]
 
@@ -307,8 +301,7 @@ def test_every_problem_is_reported_together(problems: Problems) -> None:
         f"{FILE}: step 'package', field 'retries': must be greater than or equal to 0, got -1",
         f"{FILE}: step 'build', field 'dependson': unknown field (did you mean 'depends_on'?)",
         f"{FILE}: steps[4]: must be an object, got 7",
-        f"{FILE}: step 'build', field 'id': duplicate step id 'build' (steps[0], steps[3]); "
-        "step ids must be unique",
+        f"{FILE}: step 'build', field 'id': duplicate step id 'build' (steps[0], steps[3]); step ids must be unique",
         f"{FILE}: step 'test', field 'depends_on': unknown step 'buidl' (did you mean 'build'?)",
         f"{FILE}: steps: cycle test -> package -> test",
         f"{FILE}: step 'test', field 'consumes': consumes 'wheel', which no step provides",
@@ -370,9 +363,7 @@ def raw_steps(deps: dict[str, list[str]]) -> list[Any]:
 
 
 def cycles(problems: list[Problem]) -> list[list[str]]:
-    return [
-        p.message.removeprefix("cycle ").split(" -> ") for p in problems if p.message.startswith("cycle ")
-    ]
+    return [p.message.removeprefix("cycle ").split(" -> ") for p in problems if p.message.startswith("cycle ")]
 
 
 @given(dags())

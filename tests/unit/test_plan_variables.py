@@ -162,9 +162,7 @@ DECLARED = {"V": {"env": "PLAN_V", "default": "from-default"}}
     ],
     ids=["cli-first", "then-env", "empty-env", "then-default"],
 )
-def test_source_precedence(
-    load: Load, cli_vars: dict[str, str], environ: dict[str, str], expected: str
-) -> None:
+def test_source_precedence(load: Load, cli_vars: dict[str, str], environ: dict[str, str], expected: str) -> None:
     loaded = load(plan(step("a", args=["${V}"]), variables=DECLARED), cli_vars=cli_vars, environ=environ)
     assert loaded.step("a").args == (expected,)
     assert loaded.variables["V"] == expected
@@ -239,9 +237,7 @@ def test_declared_without_source_suggests_a_default(load: Load) -> None:
 
 
 def test_undefined_variables_are_found_even_when_the_model_fails(load: Load) -> None:
-    data = plan(
-        step("a", args=["${V}"], retries="x"), step("b", "${W}", shell="no"), variables={"W": {"env": 5}}
-    )
+    data = plan(step("a", args=["${V}"], retries="x"), step("b", "${W}", shell="no"), variables={"W": {"env": 5}})
     lines = problem_lines(load, data)
     assert len(lines) == 4
     assert lines[-1].startswith(f"{FILE}: undefined variable 'V' (used in step 'a' field 'args[0]')")
