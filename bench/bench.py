@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -87,16 +90,32 @@ def write_makefile(path: Path, steps: list[Step]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+# Python's default: bytecode is cached. With PYTHONDONTWRITEBYTECODE set, every pytest start (and
+# every xdist worker) rewrites the assertions of each plugin module again: about 0.7 s on this machine.
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def timed(command: list[str], cwd: Path) -> float:
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = subprocess.run(command, cwd=cwd, env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-2000:]}")
     return elapsed
 
 
-def pytest_command(workers: int) -> list[str]:
+def step_span(ledger: Path) -> float:
+    """From the first step's start to the last step's end in the ledger's latest run: the run
+    without pytest's start-up and shutdown, what make's wall time is to make."""
+    with sqlite3.connect(ledger) as conn:
+        (run_id,) = conn.execute("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1").fetchone()
+        first, last = conn.execute(
+            "SELECT MIN(started_at), MAX(ended_at) FROM step_attempts WHERE run_id = ?", (run_id,)
+        ).fetchone()
+    return datetime.fromisoformat(last).timestamp() - datetime.fromisoformat(first).timestamp()
+
+
+def pytest_command(workers: int, ledger: Path | None = None) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -106,7 +125,7 @@ def pytest_command(workers: int) -> list[str]:
         "-q",
         "-p",
         "no:cacheprovider",
-        "--no-ledger",
+        *(["--ledger", str(ledger)] if ledger else ["--no-ledger"]),
         "-n",
         str(workers if workers > 1 else 0),
     ]
@@ -114,7 +133,7 @@ def pytest_command(workers: int) -> list[str]:
 
 def peak_rss_mb(command: list[str], cwd: Path) -> float:
     """Peak resident memory of the controller process (the pytest we start; not its workers)."""
-    proc = psutil.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = psutil.Popen(command, cwd=cwd, env=CHILD_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0
     while proc.poll() is None:
         try:
@@ -138,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         write_plan(root / "plan.json", [("only", "true", [])], 1)
         # pytest's own cost to start and stop, with as many workers as a case uses
         startups = {
-            n: min(timed(pytest_command(n), root) for _ in range(args.repeat))
+            n: min(timed(pytest_command(n, root / "ledger.db"), root) for _ in range(args.repeat))
             for n in sorted({c.workers for c in CASES if c.number in wanted} | {1})
         }
         for case in CASES:
@@ -149,11 +168,13 @@ def main(argv: list[str] | None = None) -> int:
             steps = case.steps()
             write_plan(work / "plan.json", steps, case.workers)
             write_makefile(work / "Makefile", steps)
-            make_times, pytest_times = [], []
+            make_times, pytest_times, spans = [], [], []
+            ledger = work / "ledger.db"  # recorded as a user's run is: the ledger is on by default
             for _ in range(args.repeat):
                 make_times.append(timed(["make", f"-j{case.workers}", "-s", "all"], work))
-                pytest_times.append(timed(pytest_command(case.workers), work))
-            rows.append((case, len(steps), make_times, pytest_times))
+                pytest_times.append(timed(pytest_command(case.workers, ledger), work))
+                spans.append(step_span(ledger))
+            rows.append((case, len(steps), make_times, pytest_times, spans))
             print(
                 f"case {case.number} done: make {min(make_times):.2f}s pytest {min(pytest_times):.2f}s", file=sys.stderr
             )
@@ -182,9 +203,12 @@ def main(argv: list[str] | None = None) -> int:
             extra.append(f"controller peak memory on case 4: {peak_rss_mb(pytest_command(2), work):.0f} MB")
     print("pytest start-up and shutdown (1-step plan): " + ", ".join(f"N={n}: {t:.2f} s" for n, t in startups.items()))
     if args.markdown:
-        print("\n| case | steps | N | make min / median | pytest --plan min / median | pytest after start-up (min) |")
-        print("|---|---|---|---|---|---|")
-    for case, count, make_times, pytest_times in rows:
+        print(
+            "\n| case | steps | N | make min / median | pytest --plan min / median "
+            "| after start-up (min) | first step start to last step end (min / median) |"
+        )
+        print("|---|---|---|---|---|---|---|")
+    for case, count, make_times, pytest_times, spans in rows:
         after_startup = min(pytest_times) - startups[case.workers]
         cells = (
             f"{case.number}. {case.title}",
@@ -193,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{min(make_times):.2f} / {statistics.median(make_times):.2f} s",
             f"{min(pytest_times):.2f} / {statistics.median(pytest_times):.2f} s",
             f"{after_startup:.2f} s",
+            f"{min(spans):.2f} / {statistics.median(spans):.2f} s",
         )
         print("| " + " | ".join(cells) + " |" if args.markdown else "  ".join(cells))
         if case.number in (1, 4):
