@@ -26,14 +26,6 @@ log = logging.getLogger(__name__)
 WAKE_EVENT = "planrun_wake"
 
 
-def _expected_workers(config: pytest.Config) -> int:
-    try:
-        from xdist.workermanage import parse_spec_config
-    except ImportError:  # pragma: no cover - xdist moved it
-        return 1
-    return len(parse_spec_config(config))
-
-
 class DagScheduling:
     """One step per worker at a time; dependencies, retries, skips and cancels decided by the core."""
 
@@ -42,7 +34,6 @@ class DagScheduling:
         self.controller = controller
         self._build_places = build_places
         self._cap = cap  # the plan's max_concurrency
-        self._expected_nodes = _expected_workers(config)
         self._nodes: list[WorkerController] = []
         self._collections: dict[WorkerController, list[str]] = {}
         self._idle: deque[WorkerController] = deque()
@@ -72,9 +63,9 @@ class DagScheduling:
 
     @property
     def collection_is_completed(self) -> bool:
-        # as xdist's LoadScheduling: wait for every worker asked for, so the run starts with all slots
-        enough = self._started or len(self._collections) >= self._expected_nodes
-        return enough and bool(self._nodes) and all(node in self._collections for node in self._nodes)
+        # The run begins with the workers that are up; the others join as they come (starting eight
+        # takes seconds on two cores, and the critical path need not wait for them).
+        return bool(self._nodes) and all(node in self._collections for node in self._nodes)
 
     @property
     def tests_finished(self) -> bool:

@@ -162,3 +162,27 @@ def test_a_lock_wait_counts_toward_the_timeout_and_a_lock_survives_no_timeout(
     lock = FileLock(str(tmp_path / "push.lock"))
     lock.acquire(timeout=5)
     lock.release()
+
+
+@pytest.mark.parametrize("victim", ["step", "worker"])
+def test_a_lock_is_released_when_its_holder_is_killed(
+    run_plan: RunPlan, pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, victim: str
+) -> None:
+    from filelock import FileLock
+
+    monkeypatch.setenv("PLANRUN_LOCK_DIR", str(tmp_path))
+    # SIGKILL of the step's own process, or of the xdist worker holding the OS lock for it
+    target, args = ("$$", []) if victim == "step" else ("$PPID", ["-n", "2"])
+    result = run_plan(
+        [
+            sh("holder", f"kill -9 {target}; sleep 30", locks=["push"], on_failure="continue"),
+            stamped("next", locks=["push"], depends_on=["holder"]),
+        ],
+        *args,
+    )
+    result.assert_outcomes(failed=1, passed=1)
+    if victim == "worker":
+        result.stdout.fnmatch_lines(["*worker crashed*"])
+    lock = FileLock(str(tmp_path / "push.lock"))
+    lock.acquire(timeout=5)  # nobody holds it any more
+    lock.release()
