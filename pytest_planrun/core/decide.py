@@ -140,8 +140,11 @@ class RunCore:
         self._fill(actions)
         return actions
 
-    def attempt_ended(self, step_id: str, attempt: int, succeeded: bool, now: float) -> list[Action]:
-        """Record how an attempt ended and say what must happen next."""
+    def attempt_ended(
+        self, step_id: str, attempt: int, succeeded: bool, now: float, retry_delay: float | None = None
+    ) -> list[Action]:
+        """Record how an attempt ended and say what must happen next. ``retry_delay`` overrides the
+        step's delay before a retry (a plugin's ``pytest_planrun_retry_delay``)."""
         if self._phase[step_id] is not Phase.RUNNING or attempt != self._attempts[step_id]:
             raise ValueError(f"step {step_id!r} attempt {attempt} is not running")
         self._running.discard(step_id)
@@ -156,9 +159,10 @@ class RunCore:
         elif cancel_reason is not None:
             self._end(step_id, Outcome.CANCELED, cancel_reason, actions)
         elif self.will_retry(step_id, attempt):
-            if rule.retry_delay > 0:
+            delay = rule.retry_delay if retry_delay is None else retry_delay
+            if delay > 0:
                 self._phase[step_id] = Phase.RETRY_WAIT
-                until = now + rule.retry_delay
+                until = now + delay
                 heapq.heappush(self._timers, (until, self._index[step_id], step_id))
                 actions.append(Wait(step_id, attempt + 1, until))
             else:

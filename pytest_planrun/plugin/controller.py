@@ -179,7 +179,18 @@ class PlanController:
         self._attempts.setdefault(record.step_id, []).append(record)
         for observer in self.observers:
             observer.attempt_ended(record, will_retry)
-        actions = self.core.attempt_ended(record.step_id, record.attempt, record.state == "succeeded", time.monotonic())
+        delay = None
+        if record.state == "failed" and self.core.will_retry(record.step_id, record.attempt):
+            delay = self.config.hook.pytest_planrun_retry_delay(
+                config=self.config, step=self.steps[record.step_id], record=record
+            )
+        actions = self.core.attempt_ended(
+            record.step_id,
+            record.attempt,
+            record.state == "succeeded",
+            time.monotonic(),
+            retry_delay=None if delay is None else max(0.0, float(delay)),
+        )
         outcome = self.core.outcome(record.step_id)
         if outcome in (Outcome.SUCCEEDED, Outcome.FAILED) or (
             outcome is Outcome.CANCELED and record.state == "canceled"
@@ -286,6 +297,7 @@ class PlanController:
         now = time.time()
         for observer in self.observers:
             observer.step_finished(result, now)
+        self.config.hook.pytest_planrun_step_finished(config=self.config, result=result)
 
     def _report_verdict(self, step_id: str, reason: str) -> None:
         """Report a step the core skipped or cancelled without running it, as pytest reports a skip."""

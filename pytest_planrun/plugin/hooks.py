@@ -25,6 +25,12 @@ settings_key = pytest.StashKey[Settings]()
 plans_key = pytest.StashKey[list[LoadedPlan]]()
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def load_plans(settings: Settings) -> list[LoadedPlan]:
     """Load and validate every ``--plan``; all problems of all plans in one usage error."""
     plans: list[LoadedPlan] = []

@@ -143,6 +143,14 @@ def test_retry_with_delay_is_a_wait_not_a_sleep() -> None:
     assert core.attempts("a") == 2
 
 
+def test_a_given_retry_delay_overrides_the_steps() -> None:
+    core = RunCore([StepRule("a", retries=2, retry_delay=5.0)], slots=1)
+    core.begin()
+    assert core.attempt_ended("a", 1, False, 10.0, retry_delay=1.5) == [Wait("a", 2, 11.5)]
+    assert core.wake(11.5) == [Start("a", 2)]
+    assert core.attempt_ended("a", 2, False, 20.0, retry_delay=0.0) == [Start("a", 3)]
+
+
 def test_explicit_zero_retries_means_one_attempt() -> None:
     core, trace = simulate([StepRule("a", retries=0)], slots=1, fails={"a"})
     assert core.attempts("a") == 1
