@@ -1,4 +1,4 @@
-"""The ``planrun`` command: what is not a test run (validate, schema, graph, runs, show)."""
+"""The ``planrun`` command: what is not a test run (validate, schema, graph, runs, show, cancel, demo)."""
 
 from __future__ import annotations
 
@@ -108,6 +108,42 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel a running run (SIGTERM to its controller: as Ctrl-C) or one step of it."""
+    import signal
+    import socket
+
+    from .run.control import send_cancel
+
+    ledger = Path(args.ledger)
+    run = queries.get_run_status(ledger, args.run)  # marks a run whose controller is gone canceled
+    if run["state"] not in ("pending", "running"):
+        print(f"planrun: run {args.run} is {run['state']}; nothing to cancel", file=sys.stderr)
+        return 1
+    if run["hostname"] != socket.gethostname():
+        print(f"planrun: run {args.run} runs on {run['hostname']}; cancel it there", file=sys.stderr)
+        return 1
+    if not queries.controller_alive(run["controller_pid"], run["started_at"] or run["created_at"]):
+        print(f"planrun: run {args.run} has no live controller on this machine", file=sys.stderr)
+        return 1
+    if args.step is None:
+        os.kill(run["controller_pid"], signal.SIGTERM)
+        print(f"cancelling run {args.run} (SIGTERM to controller {run['controller_pid']})")
+        return 0
+    created = next((e for e in queries.get_run_events(ledger, args.run) if e["event_type"] == "run_created"), None)
+    known = (created or {}).get("data", {}).get("step_ids")
+    if known is not None and args.step not in known:
+        print(f"planrun: run {args.run} has no step '{args.step}'", file=sys.stderr)
+        return 2
+    try:
+        send_cancel(Path(run["run_dir"]), args.step)
+    except ConnectionError as error:
+        print(f"planrun: run {args.run}: {error}", file=sys.stderr)
+        return 1
+    print(f"cancelling step '{args.step}' of run {args.run}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import main as demo
 
@@ -138,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--ledger", default=DEFAULT_LEDGER)
     show.add_argument("--events", action="store_true")
     show.set_defaults(func=cmd_show)
+    cancel = sub.add_parser("cancel", help="Cancel a running run (as Ctrl-C would) or one step of it")
+    cancel.add_argument("run")
+    cancel.add_argument("step", nargs="?", help="cancel only this step: its dependents are skipped, the rest goes on")
+    cancel.add_argument("--ledger", default=DEFAULT_LEDGER)
+    cancel.set_defaults(func=cmd_cancel)
     sub.add_parser(
         "demo", help="Run the safe-merge gate against a throwaway origin and clone in a temp directory"
     ).set_defaults(func=cmd_demo)

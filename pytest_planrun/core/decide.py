@@ -86,6 +86,7 @@ class RunCore:
         self._cancelling: dict[str, str] = {}
         self._locks: dict[str, str] = {}  # lock -> holder
         self._blocked_on: dict[str, str] = {}  # step -> lock it was last reported waiting for
+        self._requested: set[str] = set()  # cancelled on request (``planrun cancel RUN STEP``)
         self._aborted_by: str | None = None
         self._abort_reason: str | None = None
         self._interrupted: str | None = None
@@ -196,6 +197,24 @@ class RunCore:
             if self._phase[step_id] not in (Phase.DONE, Phase.RUNNING):
                 self._end(step_id, Outcome.CANCELED, reason, actions)
         self._check_finished(actions)
+        return actions
+
+    def cancel_step(self, step_id: str, reason: str) -> list[Action]:
+        """Someone asked to cancel one step: a running attempt is stopped, a step that has not
+        started never will; it ends cancelled, its dependents are skipped, the rest goes on. A
+        cancelled critical step makes the run ``canceled``. A step already ended is left alone."""
+        actions: list[Action] = []
+        phase = self._phase[step_id]
+        if phase is Phase.DONE or self._finished:
+            return actions
+        self._requested.add(step_id)
+        if phase is Phase.RUNNING:
+            if step_id not in self._cancelling:
+                self._cancelling[step_id] = reason
+                actions.append(Cancel(step_id, reason, running=True))
+            return actions
+        self._end(step_id, Outcome.CANCELED, reason, actions)
+        self._fill(actions)
         return actions
 
     def set_slots(self, slots: int) -> list[Action]:
@@ -344,6 +363,8 @@ class RunCore:
         if outcome is Outcome.FAILED:
             return f"dependency '{step_id}' failed"
         if outcome is Outcome.CANCELED:
+            if step_id in self._requested:
+                return f"dependency '{step_id}' was cancelled"
             return reason or f"dependency '{step_id}' was cancelled"
         if reason and reason.startswith("dependency "):
             return reason  # skipped because of its own dependencies: keep naming the root cause
@@ -382,7 +403,14 @@ class RunCore:
             actions.append(Finish("canceled", self._interrupted))
             return
         failed = [s for s, o in self._outcome.items() if o is Outcome.FAILED and self._rules[s].critical]
+        cancelled = [
+            s
+            for s in sorted(self._requested, key=self._index.__getitem__)
+            if self._outcome.get(s) is Outcome.CANCELED and self._rules[s].critical
+        ]
         if failed:
             actions.append(Finish("failed", f"step '{failed[0]}' failed"))
+        elif cancelled:
+            actions.append(Finish("canceled", f"step '{cancelled[0]}' was cancelled on request"))
         else:
             actions.append(Finish("succeeded", None))

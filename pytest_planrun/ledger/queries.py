@@ -36,7 +36,7 @@ def _row(row: sqlite3.Row) -> dict[str, Any]:
     return data
 
 
-def _controller_alive(pid: int | None, started_at: str | None) -> bool:
+def controller_alive(pid: int | None, started_at: str | None) -> bool:
     if pid is None:
         return False
     try:
@@ -64,7 +64,7 @@ def mark_stale_runs(db_path: Path) -> list[str]:
         stale = [
             r["run_id"]
             for r in candidates
-            if not _controller_alive(r["controller_pid"], r["started_at"] or r["created_at"])
+            if not controller_alive(r["controller_pid"], r["started_at"] or r["created_at"])
         ]
         if not stale:
             return []

@@ -100,6 +100,7 @@ class LedgerRecorder:
                 plan_path=run.plan_path,
                 variables=dict(run.variables),
                 steps=len(run.steps),
+                step_ids=[step.step_id for step in run.steps],
             )
             self._event(conn, "run_started", now, workers=run.workers, pid=run.pid)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -20,10 +21,13 @@ from ..core.decide import RunCore
 from ..core.state import Action, Blocked, Cancel, ConditionLike, Finish, Outcome, Skip, Start, StepRule, Wait
 from ..plan import LoadedPlan, ResolvedStep
 from ..run.observer import RunInfo, RunObserver, StepInfo
+from ..run.process import CancelToken
 from ..run.records import AttemptRecord, StepResult
 from ..run.step import RunContext, display_command
 
 log = logging.getLogger(__name__)
+
+CANCEL_REQUESTED = "cancelled on request (planrun cancel)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,12 @@ class PlanController:
         self._pending: list[Action] = []
         self.final: Finish | None = None
         self.on_new_actions: Callable[[], None] | None = None  # the xdist scheduler's wake-up
+        # cancel requests from another thread (the control channel), applied on the main thread
+        self._request_lock = threading.Lock()
+        self._requests: list[str] = []
+        self._requested: set[str] = set()
+        self._request_event = threading.Event()
+        self._local_tokens: dict[str, CancelToken] = {}  # attempts running in this process
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -176,6 +186,7 @@ class PlanController:
 
     def _attempt_ended(self, record: AttemptRecord, will_retry: bool) -> None:
         assert self.core is not None
+        self.apply_requests()  # a request that stopped this attempt must be known before its end
         self._attempts.setdefault(record.step_id, []).append(record)
         for observer in self.observers:
             observer.attempt_ended(record, will_retry)
@@ -234,8 +245,52 @@ class PlanController:
         return self.core.next_wake() if self.core is not None else None
 
     def wake(self) -> None:
+        self.apply_requests()
         if self.core is not None:
             self._queue(self.core.wake(time.monotonic()))
+
+    # -- cancel requests (any thread in, main thread applies) -------------------------------------
+
+    def post_cancel(self, step_id: str) -> None:
+        """Ask for ``step_id`` to be cancelled; safe from any thread. An attempt running in this
+        process is stopped at once; the core hears of it on the main thread (``apply_requests``)."""
+        if step_id not in self.steps:
+            log.warning("planrun: cancel request for unknown step %r ignored", step_id)
+            return
+        with self._request_lock:
+            self._requests.append(step_id)
+            self._requested.add(step_id)
+            token = self._local_tokens.get(step_id)
+        if token is not None:
+            token.cancel(CANCEL_REQUESTED)
+        self._request_event.set()
+        if self.on_new_actions is not None:
+            self.on_new_actions()
+
+    def track_token(self, step_id: str, token: CancelToken | None) -> None:
+        """The token of the attempt of ``step_id`` about to run in this process (None: it ended)."""
+        with self._request_lock:
+            if token is None:
+                self._local_tokens.pop(step_id, None)
+                return
+            self._local_tokens[step_id] = token
+            requested = step_id in self._requested
+        if requested:
+            token.cancel(CANCEL_REQUESTED)
+
+    def apply_requests(self) -> None:
+        if self.core is None:
+            return  # kept until the run begins
+        with self._request_lock:
+            requests, self._requests = self._requests, []
+        for step_id in requests:
+            if step_id in self.places:
+                self._queue(self.core.cancel_step(step_id, CANCEL_REQUESTED))
+
+    def wait_for_request(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, less if a cancel request arrives (the serial driver's sleep)."""
+        self._request_event.wait(seconds)
+        self._request_event.clear()
 
     def interrupt(self, reason: str) -> None:
         if self.core is not None:
@@ -255,6 +310,7 @@ class PlanController:
 
         Returns what the driver must carry out: ``Start``, ``Cancel(running=True)`` and ``Wait``.
         """
+        self.apply_requests()
         actions, self._pending = self._pending, []
         return self.apply(actions)
 

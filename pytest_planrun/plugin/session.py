@@ -17,6 +17,7 @@ from ..core.graph import transitive_dependents
 from ..ledger.queries import RESUMED_PREFIX, last_run, previous_durations, succeeded_steps
 from ..ledger.writer import LedgerRecorder
 from ..plan import LoadedPlan
+from ..run.control import ControlChannel
 from ..run.observer import RunObserver
 from ..run.process import CancelToken, sweep_orphans
 from ..run.serial import drive_serially
@@ -74,12 +75,14 @@ class ControllerPlugin:
             done_before=done_before,
         )
         self.summary.controller = self.controller
+        self.control = ControlChannel(context.run_dir, self.controller.post_cancel)
         self.scheduler: Any = None  # the DAG scheduler, in xdist runs
 
     def pytest_report_header(self) -> list[str]:
         return [self.resume_note] if self.resume_note else []
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.control.open()  # `planrun cancel RUN STEP` from here on
         # junitxml's LogXML exists from its pytest_configure on, which runs after ours
         junit = JUnitEnricher.create(self.config, self.controller)
         if junit is not None:
@@ -114,9 +117,14 @@ class ControllerPlugin:
         def run_step(step_id: str, attempt: int) -> None:
             item = steps[step_id]
             assert controller.core is not None
-            item.stash[ticket_key] = Ticket(attempt, controller.core.will_retry(step_id, attempt), CancelToken())
+            token = CancelToken()
+            item.stash[ticket_key] = Ticket(attempt, controller.core.will_retry(step_id, attempt), token)
+            controller.track_token(step_id, token)
             controller.started(step_id, attempt, "main")
-            item.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
+            try:
+                item.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
+            finally:
+                controller.track_token(step_id, None)
 
         def should_stop() -> str | None:
             if session.shouldfail:
@@ -126,7 +134,7 @@ class ControllerPlugin:
             return None
 
         try:
-            drive_serially(controller, run_step, should_stop)
+            drive_serially(controller, run_step, should_stop, sleep=controller.wait_for_request)
         except KeyboardInterrupt:
             controller.interrupt("cancelled: interrupted")
             raise
@@ -142,10 +150,14 @@ class ControllerPlugin:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown()  # pending retry timers
+        self.control.close()
         controller = self.controller
         if controller.core is not None and controller.final is None:
             controller.interrupt("cancelled: interrupted")
             controller.take_actions()
+        if controller.final is not None and controller.final.state == "canceled" and exitstatus == 0:
+            # a critical step cancelled on request: the run did not do what its plan says
+            session.exitstatus = exitstatus = pytest.ExitCode.INTERRUPTED
         if controller.core is not None:
             controller.finish(int(exitstatus))
         # Safety net: nothing a step started may outlive the run.

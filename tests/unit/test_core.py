@@ -191,6 +191,37 @@ def test_a_chain_that_succeeded_before_is_skipped_whole() -> None:
     assert actions[-1] == Finish("succeeded", None)
 
 
+def test_a_step_cancelled_on_request_skips_its_dependents_and_the_rest_goes_on() -> None:
+    rules = [StepRule("long"), StepRule("after", ("long",)), StepRule("slow"), StepRule("later", ("slow",))]
+    core = RunCore(rules, slots=2)
+    assert core.begin() == [Start("long", 1), Start("slow", 1)]
+    reason = "cancelled on request"
+    assert core.cancel_step("long", reason) == [Cancel("long", reason, running=True)]
+    assert core.cancel_step("later", reason) == [Cancel("later", reason, running=False)]  # pending
+    assert core.cancel_step("later", reason) == []  # already ended
+    assert core.attempt_ended("long", 1, False, 1.0) == [
+        Cancel("long", reason, running=False),  # its verdict, now that the attempt has ended
+        Skip("after", "dependency 'long' was cancelled"),
+    ]
+    assert core.outcome("long") is Outcome.CANCELED and core.reason("long") == reason
+    assert core.attempt_ended("slow", 1, True, 2.0) == [Finish("canceled", "step 'long' was cancelled on request")]
+    assert core.outcome("later") is Outcome.CANCELED and core.attempts("later") == 0
+
+
+def test_cancelling_a_non_critical_step_leaves_the_run_state_alone() -> None:
+    core = RunCore([StepRule("optional", critical=False), StepRule("main")], slots=1)
+    core.begin()
+    assert core.cancel_step("main", "cancelled on request") == [Cancel("main", "cancelled on request", running=False)]
+    core = RunCore([StepRule("optional", critical=False), StepRule("main")], slots=1)
+    core.begin()
+    core.cancel_step("optional", "cancelled on request")
+    assert core.attempt_ended("optional", 1, False, 1.0) == [
+        Cancel("optional", "cancelled on request", running=False),
+        Start("main", 1),
+    ]
+    assert core.attempt_ended("main", 1, True, 2.0) == [Finish("succeeded", None)]
+
+
 def test_interrupt_cancels_everything() -> None:
     core = RunCore(chain("a", "b"), slots=1)
     core.begin()
