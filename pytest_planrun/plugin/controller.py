@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pytest
 from ..core.decide import RunCore
 from ..core.state import Action, Blocked, Cancel, ConditionLike, Finish, Outcome, Skip, Start, StepRule, Wait
 from ..plan import LoadedPlan, ResolvedStep
+from ..run.control import CancelRequests
 from ..run.observer import RunInfo, RunObserver, StepInfo
 from ..run.process import CancelToken
 from ..run.records import AttemptRecord, StepResult
@@ -74,12 +74,7 @@ class PlanController:
         self._pending: list[Action] = []
         self.final: Finish | None = None
         self.on_new_actions: Callable[[], None] | None = None  # the xdist scheduler's wake-up
-        # cancel requests from another thread (the control channel), applied on the main thread
-        self._request_lock = threading.Lock()
-        self._requests: list[str] = []
-        self._requested: set[str] = set()
-        self._request_event = threading.Event()
-        self._local_tokens: dict[str, CancelToken] = {}  # attempts running in this process
+        self.requests = CancelRequests(CANCEL_REQUESTED)  # from the control channel's thread
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -253,44 +248,27 @@ class PlanController:
 
     def post_cancel(self, step_id: str) -> None:
         """Ask for ``step_id`` to be cancelled; safe from any thread. An attempt running in this
-        process is stopped at once; the core hears of it on the main thread (``apply_requests``)."""
+        process stops at once; the core hears of it on the main thread (``apply_requests``)."""
         if step_id not in self.steps:
             log.warning("planrun: cancel request for unknown step %r ignored", step_id)
             return
-        with self._request_lock:
-            self._requests.append(step_id)
-            self._requested.add(step_id)
-            token = self._local_tokens.get(step_id)
-        if token is not None:
-            token.cancel(CANCEL_REQUESTED)
-        self._request_event.set()
+        self.requests.post(step_id)
         if self.on_new_actions is not None:
             self.on_new_actions()
 
     def track_token(self, step_id: str, token: CancelToken | None) -> None:
-        """The token of the attempt of ``step_id`` about to run in this process (None: it ended)."""
-        with self._request_lock:
-            if token is None:
-                self._local_tokens.pop(step_id, None)
-                return
-            self._local_tokens[step_id] = token
-            requested = step_id in self._requested
-        if requested:
-            token.cancel(CANCEL_REQUESTED)
+        self.requests.track(step_id, token)
 
     def apply_requests(self) -> None:
         if self.core is None:
             return  # kept until the run begins
-        with self._request_lock:
-            requests, self._requests = self._requests, []
-        for step_id in requests:
+        for step_id in self.requests.drain():
             if step_id in self.places:
                 self._queue(self.core.cancel_step(step_id, CANCEL_REQUESTED))
 
     def wait_for_request(self, seconds: float) -> None:
-        """Sleep up to ``seconds``, less if a cancel request arrives (the serial driver's sleep)."""
-        self._request_event.wait(seconds)
-        self._request_event.clear()
+        """The serial driver's sleep until a retry is due: a cancel request ends it early."""
+        self.requests.wait(seconds)
 
     def interrupt(self, reason: str) -> None:
         if self.core is not None:

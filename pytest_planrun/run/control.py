@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from .process import CancelToken
+
 log = logging.getLogger(__name__)
 
 FIFO_NAME = "control"
@@ -90,3 +92,49 @@ def send_cancel(run_dir: Path, step_id: str) -> None:
         os.write(fd, f"cancel {step_id}\n".encode())
     finally:
         os.close(fd)
+
+
+class CancelRequests:
+    """Cancel requests between the thread that receives them and the main thread that decides.
+
+    ``post`` (any thread) stops an attempt running in this process at once — its token is known
+    through ``track`` — and wakes a waiter; ``drain`` (main thread) hands the requests to the core.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self._lock = threading.Lock()
+        self._new: list[str] = []
+        self._asked: set[str] = set()
+        self._tokens: dict[str, CancelToken] = {}
+        self._arrived = threading.Event()
+
+    def post(self, step_id: str) -> None:
+        with self._lock:
+            self._new.append(step_id)
+            self._asked.add(step_id)
+            token = self._tokens.get(step_id)
+        if token is not None:
+            token.cancel(self.reason)
+        self._arrived.set()
+
+    def track(self, step_id: str, token: CancelToken | None) -> None:
+        """The token of the attempt of ``step_id`` about to run in this process (None: it ended)."""
+        with self._lock:
+            if token is None:
+                self._tokens.pop(step_id, None)
+                return
+            self._tokens[step_id] = token
+            asked = step_id in self._asked
+        if asked:  # asked for before it started
+            token.cancel(self.reason)
+
+    def drain(self) -> list[str]:
+        with self._lock:
+            new, self._new = self._new, []
+        return new
+
+    def wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, less if a request arrives."""
+        self._arrived.wait(seconds)
+        self._arrived.clear()
