@@ -62,6 +62,12 @@ class FakeConfig:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.reports.append(report)
 
+    def pytest_planrun_step_finished(self, **kwargs: Any) -> None:
+        pass
+
+    def pytest_planrun_retry_delay(self, **kwargs: Any) -> float | None:
+        return None
+
 
 def make_scheduler(tmp_path: Path, steps: list[dict[str, Any]], cap: int) -> tuple[DagScheduling, PlanController]:
     import json
