@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -107,7 +108,7 @@ def timed(command: list[str], cwd: Path) -> float:
 def step_span(ledger: Path) -> float:
     """From the first step's start to the last step's end in the ledger's latest run: the run
     without pytest's start-up and shutdown, what make's wall time is to make."""
-    with sqlite3.connect(ledger) as conn:
+    with closing(sqlite3.connect(ledger)) as conn:
         (run_id,) = conn.execute("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1").fetchone()
         first, last = conn.execute(
             "SELECT MIN(started_at), MAX(ended_at) FROM step_attempts WHERE run_id = ?", (run_id,)

@@ -73,9 +73,12 @@ def test_a_run_with_every_outcome_is_recorded(run_plan: RunPlan, pytester: pytes
     assert [json.loads(line)["event_type"] for line in lines] == events
 
 
-def test_a_reader_of_the_seed_columns_works(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+def test_a_reader_of_the_seed_columns_works(
+    run_plan: RunPlan, pytester: pytest.Pytester, request: pytest.FixtureRequest
+) -> None:
     run_plan([step("a", "true"), sh("b", "exit 1", depends_on=["a"])])
     conn = sqlite3.connect(pytester.path / ".ledger" / "framework.db")
+    request.addfinalizer(conn.close)
     (run_id, state, exit_code) = conn.execute("SELECT run_id, state, exit_code FROM runs").fetchone()
     assert (state, exit_code) == ("failed", 1)
     rows = conn.execute(
