@@ -82,7 +82,6 @@ class ControllerPlugin:
         return [self.resume_note] if self.resume_note else []
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        self.control.open()  # `planrun cancel RUN STEP` from here on
         # junitxml's LogXML exists from its pytest_configure on, which runs after ours
         junit = JUnitEnricher.create(self.config, self.controller)
         if junit is not None:
@@ -91,6 +90,8 @@ class ControllerPlugin:
 
     @pytest.hookimpl(tryfirst=True)  # before pytest's own loop, which would run items in list order
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        if not session.config.option.collectonly:
+            self.control.open()  # `planrun cancel RUN STEP` from here on
         if self.config.pluginmanager.has_plugin("dsession"):
             return None  # an xdist run: the DAG scheduler drives the workers
         if session.testsfailed and not session.config.option.continue_on_collection_errors:

@@ -31,7 +31,7 @@ def test_compat_safe_merge_plan_loads_and_fails_cleanly_without_its_tools(pytest
     assert "INTERNALERROR" not in result.stdout.str()
 
 
-def test_node_ids_markers_and_collect_only_order(run_plan: RunPlan) -> None:
+def test_node_ids_markers_and_collect_only_order(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
     result = run_plan(
         [
             step("deploy", "true", depends_on=["build"], tags=["phase:2"]),
@@ -45,6 +45,7 @@ def test_node_ids_markers_and_collect_only_order(run_plan: RunPlan) -> None:
     assert result.ret == 0
     lines = [line for line in result.stdout.lines if "::" in line]
     assert lines == ["plan.json::build", "plan.json::deploy", "plan.json::docs"]
+    assert not (pytester.path / ".ledger").exists()  # nothing ran: no run recorded, no run directory
 
 
 def test_marker_selection_runs_exactly_the_selected_steps(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
