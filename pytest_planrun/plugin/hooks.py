@@ -36,7 +36,7 @@ def load_plans(settings: Settings) -> list[LoadedPlan]:
     plans: list[LoadedPlan] = []
     problems: list[str] = []
     for given in settings.plans:
-        path = settings.invocation_dir / given
+        path = Path(os.path.abspath(settings.invocation_dir / given))  # as pytest spells its args
         try:
             plans.append(load_plan(path, settings.variables, display_path=given))
         except PlanError as error:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from planhelpers import stamped, stamps, step
+from planhelpers import plan_doc, stamped, stamps, step
 
 from conftest import RunPlan
 
@@ -127,3 +127,20 @@ def test_bad_var_option_is_a_usage_error(run_plan: RunPlan) -> None:
     result = run_plan([step("a", "true")], "--var", "NOEQUALS")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--var expects NAME=VALUE*"])
+
+
+@pytest.mark.parametrize("mode", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_plan_given_with_dot_dot_runs_inside_and_outside_the_rootdir(
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, mode: list[str]
+) -> None:
+    steps = [step("one", "true"), step("two", "true", depends_on=["one"])]
+    pytester.makeini("[pytest]\n")  # the rootdir is the test's directory
+    (pytester.path / "plans").mkdir()
+    (pytester.path / "plans" / "inside.json").write_text(json.dumps(plan_doc(steps)))
+    outside = tmp_path_factory.mktemp("elsewhere") / "outside.json"
+    outside.write_text(json.dumps(plan_doc(steps)))
+    relative = Path("..") / outside.parent.name / outside.name
+    assert (pytester.path / relative).exists()
+    for given in ("plans/../plans/inside.json", f"../{pytester.path.name}/plans/inside.json", str(relative)):
+        result = pytester.runpytest_subprocess(f"--plan={given}", "-p", "no:cacheprovider", *mode)
+        result.assert_outcomes(passed=2)
