@@ -19,6 +19,7 @@ from .controller import default_run_dir
 from .items import PlanFile, Runtime, StepFailed, StepItem, marker_name, record_key, runtime_key, ticket_key
 from .options import Settings
 from .options import pytest_addoption as pytest_addoption  # noqa: F401  (a hook)
+from .report import assumed_lines
 from .session import ControllerPlugin, WorkerLoop
 
 settings_key = pytest.StashKey[Settings]()
@@ -35,8 +36,12 @@ def load_plans(settings: Settings) -> list[LoadedPlan]:
     """Load and validate every ``--plan``; all problems of all plans in one usage error."""
     plans: list[LoadedPlan] = []
     problems: list[str] = []
+    loaded: set[Path] = set()
     for given in settings.plans:
         path = Path(os.path.abspath(settings.invocation_dir / given))  # as pytest spells its args
+        if path.resolve() in loaded:
+            continue  # the same plan named twice
+        loaded.add(path.resolve())
         try:
             plans.append(load_plan(path, settings.variables, display_path=given))
         except PlanError as error:
@@ -125,7 +130,8 @@ def _collect_plans_too(config: pytest.Config, plans: list[LoadedPlan]) -> None:
     if config.args_source is not pytest.Config.ArgsSource.ARGS:
         config.args[:] = plan_args
     else:
-        known = {Path(a).resolve() for a in config.args if "::" not in a}
+        # `plan.json::build` names the plan too: then only that step is collected, as pytest does
+        known = {Path(a.partition("::")[0]).resolve() for a in config.args}
         config.args.extend(a for a in plan_args if Path(a).resolve() not in known)
 
 
@@ -161,14 +167,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
     """Say which dependencies of selected steps were deselected and are taken as succeeded."""
     selected = {item.step.id for item in items if isinstance(item, StepItem)}
-    lines = []
-    for item in items:
-        if isinstance(item, StepItem):
-            assumed = [d for d in item.step.depends_on if d not in selected]
-            if assumed:
-                names = ", ".join(f"'{d}'" for d in assumed)
-                lines.append(f"planrun: step '{item.step.id}' runs as if {names} succeeded (deselected)")
-    return lines
+    assumed = {
+        item.step.id: [d for d in item.step.depends_on if d not in selected]
+        for item in items
+        if isinstance(item, StepItem)
+    }
+    return assumed_lines({step_id: deps for step_id, deps in assumed.items() if deps})
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:

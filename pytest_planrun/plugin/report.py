@@ -13,6 +13,14 @@ if TYPE_CHECKING:
     from .controller import PlanController
 
 
+def assumed_lines(assumed: dict[str, list[str]]) -> list[str]:
+    """The header lines naming deselected dependencies taken as succeeded, one per selected step."""
+    return [
+        f"planrun: step '{step_id}' runs as if {', '.join(repr(d) for d in deps)} succeeded (deselected)"
+        for step_id, deps in assumed.items()
+    ]
+
+
 class TerminalSummary:
     """A ``RunObserver`` that remembers what the terminal summary needs."""
 

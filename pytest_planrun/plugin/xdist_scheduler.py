@@ -17,6 +17,7 @@ import pytest
 
 from ..core.state import Cancel, Start, Wait
 from .controller import PlanController
+from .report import assumed_lines
 
 if TYPE_CHECKING:
     from xdist.workermanage import WorkerController
@@ -150,6 +151,12 @@ class DagScheduling:
         self._idle.extend(self._nodes)
         if places:
             self.controller.build(places, slots=self._slots())
+            # what a serial run's header says after collection; the controller of an xdist run
+            # does not collect, so it is said here, once the selection is known
+            terminal = self.config.pluginmanager.getplugin("terminalreporter")
+            if terminal is not None:
+                for line in assumed_lines(self.controller.assumed):
+                    terminal.write_line(line)
         self._dispatch()
 
     # -- internals ------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from planhelpers import plan_doc, stamped, stamps, step
+from planhelpers import plan_doc, sh, stamped, stamps, step
 
 from conftest import RunPlan
 
@@ -144,3 +144,16 @@ def test_a_plan_given_with_dot_dot_runs_inside_and_outside_the_rootdir(
     for given in ("plans/../plans/inside.json", f"../{pytester.path.name}/plans/inside.json", str(relative)):
         result = pytester.runpytest_subprocess(f"--plan={given}", "-p", "no:cacheprovider", *mode)
         result.assert_outcomes(passed=2)
+
+
+def test_a_step_node_id_runs_that_step_alone(run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]) -> None:
+    steps = [sh("build", "touch built"), sh("test", "touch tested", depends_on=["build"])]
+    result = run_plan(steps, "plan.json::test", *mode)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["planrun: step 'test' runs as if 'build' succeeded (deselected)"])
+    assert (pytester.path / "tested").exists() and not (pytester.path / "built").exists()
+
+
+def test_the_same_plan_named_twice_runs_once(run_plan: RunPlan) -> None:
+    result = run_plan([step("only", "true")], "--plan", "./plan.json")
+    result.assert_outcomes(passed=1)
