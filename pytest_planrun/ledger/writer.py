@@ -27,6 +27,9 @@ _OUTCOME_EVENTS: dict[str, EventType] = {
 }
 
 
+ALLOWED_FAILURE = "allowed failure (critical: false)"
+
+
 class LedgerRecorder:
     """Writes one run. Each call is one short ``BEGIN IMMEDIATE`` transaction, so concurrent runs
     wait for each other (busy timeout) instead of failing, and a run killed at any moment leaves
@@ -168,12 +171,14 @@ class LedgerRecorder:
 
     def step_finished(self, result: StepResult, now: float) -> None:
         assert self._run is not None
+        # a reader of the ledger sees an allowed failure as such, as pytest shows it (xfailed)
+        reason = result.reason or (ALLOWED_FAILURE if result.allowed_failure else None)
         with self._write() as conn:
             if result.attempts:
                 last = result.attempts[-1]
                 conn.execute(
                     "UPDATE step_attempts SET outcome = ?, reason = ? WHERE step_attempt_id = ?",
-                    (result.outcome, result.reason, self._attempt_id(result.step_id, last.attempt)),
+                    (result.outcome, reason, self._attempt_id(result.step_id, last.attempt)),
                 )
             else:
                 conn.execute(
@@ -201,7 +206,7 @@ class LedgerRecorder:
                 now,
                 step_id=result.step_id,
                 attempts=len(result.attempts),
-                reason=result.reason,
+                reason=reason,
                 allowed_failure=result.allowed_failure,
                 duration=round(sum(a.duration for a in result.attempts), 6),
             )

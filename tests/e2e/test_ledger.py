@@ -58,6 +58,7 @@ def test_a_run_with_every_outcome_is_recorded(run_plan: RunPlan, pytester: pytes
     assert by_step["after_allowed"][0]["outcome"] == "skipped"
     assert by_step["after_allowed"][0]["reason"] == "dependency 'allowed' failed"
     assert by_step["allowed"][0]["state"] == "failed" and by_step["allowed"][0]["exit_code"] == 3
+    assert by_step["allowed"][0]["reason"] == "allowed failure (critical: false)"
     assert by_step["fatal"][0]["exit_code"] == 2
     assert by_step["never"][0]["outcome"] == "canceled"
     assert by_step["never"][0]["reason"] == "cancelled: 'fatal' failed (abort)"
