@@ -377,7 +377,7 @@ class RunCore:
             entry = heapq.heappop(self._ready)
             step_id = entry[2]
             if self._phase[step_id] is not Phase.READY:
-                continue  # ended while queued (it succeeded in the run being resumed)
+                continue  # ended while queued: succeeded in the resumed run, or cancelled on request
             busy = next((lock for lock in self._rules[step_id].locks if lock in self._locks), None)
             if busy is not None:
                 held_back.append(entry)

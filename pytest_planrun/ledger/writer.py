@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..run.observer import RunInfo
-from ..run.records import AttemptRecord, StepResult
+from ..run.records import ALLOWED_FAILURE, AttemptRecord, StepResult
 from .events import EventType, append_event, iso
 from .queries import mark_stale_runs
 from .schema import connect
@@ -25,9 +25,6 @@ _OUTCOME_EVENTS: dict[str, EventType] = {
     "skipped": "step_skipped",
     "canceled": "step_canceled",
 }
-
-
-ALLOWED_FAILURE = "allowed failure (critical: false)"
 
 
 class LedgerRecorder:

@@ -21,7 +21,6 @@ from ..core.state import Action, Blocked, Cancel, ConditionLike, Finish, Outcome
 from ..plan import LoadedPlan, ResolvedStep
 from ..run.control import CancelRequests
 from ..run.observer import RunInfo, RunObserver, StepInfo
-from ..run.process import CancelToken
 from ..run.records import AttemptRecord, StepResult
 from ..run.step import RunContext, display_command
 
@@ -256,19 +255,12 @@ class PlanController:
         if self.on_new_actions is not None:
             self.on_new_actions()
 
-    def track_token(self, step_id: str, token: CancelToken | None) -> None:
-        self.requests.track(step_id, token)
-
     def apply_requests(self) -> None:
         if self.core is None:
             return  # kept until the run begins
         for step_id in self.requests.drain():
             if step_id in self.places:
                 self._queue(self.core.cancel_step(step_id, CANCEL_REQUESTED))
-
-    def wait_for_request(self, seconds: float) -> None:
-        """The serial driver's sleep until a retry is due: a cancel request ends it early."""
-        self.requests.wait(seconds)
 
     def interrupt(self, reason: str) -> None:
         if self.core is not None:

@@ -14,6 +14,7 @@ import pytest
 
 from ..core.graph import topological_order
 from ..plan import LoadedPlan, Masker, PlanError, load_plan
+from ..run.records import ALLOWED_FAILURE
 from ..run.step import RunContext
 from .controller import default_run_dir
 from .items import PlanFile, Runtime, StepFailed, StepItem, marker_name, record_key, runtime_key, ticket_key
@@ -39,9 +40,9 @@ def load_plans(settings: Settings) -> list[LoadedPlan]:
     loaded: set[Path] = set()
     for given in settings.plans:
         path = Path(os.path.abspath(settings.invocation_dir / given))  # as pytest spells its args
-        if path.resolve() in loaded:
+        if (real := path.resolve()) in loaded:
             continue  # the same plan named twice
-        loaded.add(path.resolve())
+        loaded.add(real)
         try:
             plans.append(load_plan(path, settings.variables, display_path=given))
         except PlanError as error:
@@ -220,7 +221,7 @@ def pytest_runtest_makereport(
             report.outcome = "rerun"  # type: ignore[assignment]  # rerunfailures' category
         elif not item.step.critical:
             report.outcome = "skipped"
-            report.wasxfail = f"allowed failure (critical: false): {failure.headline()}"
+            report.wasxfail = f"{ALLOWED_FAILURE}: {failure.headline()}"
     return report
 
 

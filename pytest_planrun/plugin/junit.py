@@ -17,7 +17,7 @@ from _pytest.junitxml import LogXML, mangle_test_address, xml_key
 
 from ..run.observer import RunInfo
 from ..run.process import tail
-from ..run.records import AttemptRecord, StepResult
+from ..run.records import ALLOWED_FAILURE, AttemptRecord, StepResult
 
 if TYPE_CHECKING:
     from .controller import PlanController
@@ -137,7 +137,7 @@ class JUnitEnricher:
             testcase.extend(self._attempt_element("flakyFailure", a, secrets) for a in result.attempts[:-1])
         else:
             if result.allowed_failure:
-                message = f"allowed failure (critical: false): {headline(result)}"
+                message = f"{ALLOWED_FAILURE}: {headline(result)}"
             else:
                 message = result.reason or result.outcome
             skipped = ET.SubElement(testcase, "skipped", message=message, type="pytest.skip")

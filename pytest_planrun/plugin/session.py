@@ -120,12 +120,12 @@ class ControllerPlugin:
             assert controller.core is not None
             token = CancelToken()
             item.stash[ticket_key] = Ticket(attempt, controller.core.will_retry(step_id, attempt), token)
-            controller.track_token(step_id, token)
+            controller.requests.track(step_id, token)
             controller.started(step_id, attempt, "main")
             try:
                 item.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
             finally:
-                controller.track_token(step_id, None)
+                controller.requests.track(step_id, None)
 
         def should_stop() -> str | None:
             if session.shouldfail:
@@ -135,7 +135,8 @@ class ControllerPlugin:
             return None
 
         try:
-            drive_serially(controller, run_step, should_stop, sleep=controller.wait_for_request)
+            # sleeping until a retry is due, a cancel request ends the sleep early
+            drive_serially(controller, run_step, should_stop, sleep=controller.requests.wait)
         except KeyboardInterrupt:
             controller.interrupt("cancelled: interrupted")
             raise
@@ -190,21 +191,20 @@ def _done_before(settings: Settings, plans: list[LoadedPlan]) -> tuple[dict[str,
     one that did not, and a line for the session header."""
     if settings.resume is None:
         return None, None
-    ledger = settings.ledger
+    ledger = settings.ledger if settings.ledger is not None and settings.ledger.exists() else None
+    if ledger is None and not settings.resume_if_any:
+        raise pytest.UsageError("--resume needs a ledger; none found (see --ledger)")
     plan_id = plans[0].plan.plan_id
     run_id = settings.resume
     if run_id == "last":
-        previous = last_run(ledger, plan_id) if ledger is not None and ledger.exists() else None
+        previous = last_run(ledger, plan_id) if ledger is not None else None
         if previous is None:
             if settings.resume_if_any:
-                where = f"in {ledger}" if ledger is not None else "(no ledger)"
+                where = f"in {settings.ledger}" if settings.ledger is not None else "(no ledger)"
                 return None, f"planrun: --lf: plan {plan_id} has no earlier run {where}; running every step"
-            if ledger is None or not ledger.exists():
-                raise pytest.UsageError("--resume needs a ledger; none found (see --ledger)")
             raise pytest.UsageError(f"--resume: plan {plan_id} has no run in {ledger}")
         run_id = previous["run_id"]
-    if ledger is None or not ledger.exists():
-        raise pytest.UsageError("--resume needs a ledger; none found (see --ledger)")
+    assert ledger is not None  # --lf resumes only "last", handled above without a ledger
     try:
         succeeded = succeeded_steps(ledger, run_id)
     except LookupError as error:

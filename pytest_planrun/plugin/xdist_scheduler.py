@@ -101,9 +101,7 @@ class DagScheduling:
             released.remove(item_index)
             return
         self._running.pop(node, None)
-        if node in self._nodes:
-            self._idle.append(node)
-        self._dispatch()
+        self._free(node)
 
     def call_reported(self, node: WorkerController, nodeid: str) -> None:
         """A step's call phase ended on ``node``: its process is gone, so the worker is free for the
@@ -113,6 +111,9 @@ class DagScheduling:
             return
         del self._running[node]
         self._released.setdefault(node, []).append(running[0])
+        self._free(node)
+
+    def _free(self, node: WorkerController) -> None:
         if node in self._nodes:
             self._idle.append(node)
         self._dispatch()

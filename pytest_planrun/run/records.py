@@ -38,6 +38,9 @@ class AttemptRecord:
         return cls(**data)
 
 
+ALLOWED_FAILURE = "allowed failure (critical: false)"  # how every report names a tolerated failure
+
+
 @dataclass(frozen=True, slots=True)
 class StepResult:
     """The final word on a step: its outcome, why, and every attempt it made."""
