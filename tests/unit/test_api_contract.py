@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from pytest_planrun import Orchestrator, Plan, PlanError
+from pytest_planrun.plan import load_plan
 
 # The keys of the earlier orchestrator's tables (SPEC §5); planrun may add more, never fewer.
 RUN_KEYS = {
@@ -90,7 +92,7 @@ def test_list_fields_compare_equal_to_lists(tmp_path: Path) -> None:
     assert plan.steps == [a, b]
     assert Plan.from_file(path).steps[1].args == ["-c", "echo world"]  # the declared default
     with pytest.raises(ValidationError):
-        b.args = ["-c", "true"]  # type: ignore[misc]  # the model stays frozen
+        b.args = ["-c", "true"]  # the model stays frozen
 
 
 def test_a_missing_file_is_file_not_found_with_the_path(tmp_path: Path) -> None:
@@ -115,6 +117,21 @@ def test_invalid_json_is_a_json_decode_error_with_the_line(tmp_path: Path) -> No
     ]
 
 
+def test_the_plan_errors_survive_pickling(tmp_path: Path) -> None:
+    """They cross process boundaries (xdist, multiprocessing) with their problems and attributes."""
+    path = tmp_path / "plan.json"
+    path.write_text('{"plan_id": }')
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert isinstance(copy, PlanError) and copy.problems == info.value.problems and str(copy) == str(info.value)
+    assert isinstance(copy, json.JSONDecodeError) and (copy.lineno, copy.colno) == (1, 13)
+    with pytest.raises(PlanError) as missing:
+        load_plan(tmp_path / "nope.json")
+    copy = pickle.loads(pickle.dumps(missing.value))
+    assert copy.problems == missing.value.problems and str(copy) == str(missing.value)
+
+
 @pytest.mark.parametrize(
     ("steps", "drop", "first_line"),
     [
@@ -124,7 +141,9 @@ def test_invalid_json_is_a_json_decode_error_with_the_line(tmp_path: Path) -> No
     ],
     ids=["plan", "step-command", "step-id"],
 )
-def test_a_missing_required_field(tmp_path: Path, steps: list[dict[str, Any]], drop: str | None, first_line: str) -> None:
+def test_a_missing_required_field(
+    tmp_path: Path, steps: list[dict[str, Any]], drop: str | None, first_line: str
+) -> None:
     path = write(tmp_path / "plan.json", steps)
     if drop is not None:
         data = json.loads(path.read_text())
