@@ -93,7 +93,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     for row in queries.get_run_steps(ledger, args.run):
         duration = "" if row["duration_sec"] is None else f"{row['duration_sec']:.2f}s"
         outcome = row["outcome"] or row["state"]
-        line = f"  {row['step_id']:<24} #{row['attempt']} {row['state']:<10} {outcome:<10} {duration:>8}"
+        # a row of the earlier orchestrator may lack the step id and attempt planrun adds
+        step_id, attempt = row["step_id"] or "?", "?" if row["attempt"] is None else row["attempt"]
+        line = f"  {step_id:<24} #{attempt} {row['state']:<10} {outcome:<10} {duration:>8}"
         if row["exit_code"] is not None:
             line += f"  exit {row['exit_code']}"
         if row["reason"] or row["error_log"]:
