@@ -162,8 +162,8 @@ def test_an_earlier_ledger_migrates_and_reads(tmp_path: Path, capsys: pytest.Cap
     try:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert {table: dump(conn, table) for table in EARLIER_COLUMNS} == before  # nothing rewritten
-        added = {row[1] for row in conn.execute("PRAGMA table_info(step_attempts)")} - set(EARLIER_COLUMNS["step_attempts"])
-        assert {"step_id", "attempt", "outcome", "reason"} <= added
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(step_attempts)")}
+        assert {"step_id", "attempt", "outcome", "reason"} <= columns - set(EARLIER_COLUMNS["step_attempts"])
     finally:
         conn.close()
 
