@@ -181,8 +181,8 @@ def test_an_earlier_ledger_migrates_and_reads(tmp_path: Path, capsys: pytest.Cap
     assert "2025-05-02T08:00:03+00:00 run_completed" in shown
 
     assert planrun(["show", "r-old-ok", "--ledger", str(db)]) == 0
-    shown = capsys.readouterr().out.splitlines()
-    assert [line.split()[:3] for line in shown[2:]] == [["build", "#1", "succeeded"], ["?", "#?", "canceled"]]
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in lines[2:]] == [["build", "#1", "succeeded"], ["?", "#?", "canceled"]]
 
     api = Orchestrator(db_path=db)
     assert api.get_run_status("r-old-bad")["metadata"] == {"plan_id": "PLAN-OTHER"}
