@@ -58,7 +58,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
     if args.format == "dot":
         print("digraph plan {")
         for step in plan.steps:
-            print(f'  "{step.id}" [label="{step.name}"];')
+            label = step.name.replace("\\", "\\\\").replace('"', '\\"')  # names are free text
+            print(f'  "{step.id}" [label="{label}"];')
             for dep in step.depends_on:
                 print(f'  "{dep}" -> "{step.id}";')
         print("}")
@@ -66,7 +67,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
         print("graph TD")
         ids = {s.id: f"s{i}" for i, s in enumerate(plan.steps)}
         for step in plan.steps:
-            print(f'  {ids[step.id]}["{step.name}"]')
+            label = step.name.replace('"', "#quot;")
+            print(f'  {ids[step.id]}["{label}"]')
             for dep in step.depends_on:
                 print(f"  {ids[dep]} --> {ids[step.id]}")
     return 0
