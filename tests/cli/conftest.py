@@ -12,19 +12,20 @@ from pytest_planrun.cli import main
 
 
 @pytest.fixture
-def planrun(capsys: pytest.CaptureFixture[str]) -> Planrun:
+def planrun(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Planrun:
     """``planrun(*argv)``: the exit code and output the console script would give."""
+    monkeypatch.setenv("PLANRUN_PYTHON", sys.executable)  # what main() sets, undone after the test
 
     def run(*argv: str) -> Result:
         capsys.readouterr()
         try:
             code = main(list(argv))
-        except SystemExit as exit:  # argparse, and messages given to SystemExit, as the interpreter shows them
-            if isinstance(exit.code, str):
-                print(exit.code, file=sys.stderr)
+        except SystemExit as stop:  # argparse, and messages given to SystemExit, as the interpreter shows them
+            if isinstance(stop.code, str):
+                print(stop.code, file=sys.stderr)
                 code = 1
             else:
-                code = 0 if exit.code is None else exit.code
+                code = 0 if stop.code is None else stop.code
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
 
@@ -47,7 +48,7 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Ledger:
     write_plan(root / "bad.json", bad, plan_fields={"plan_id": "PLAN-BAD"})
     return Ledger(
         db,
-        record(root, root / "good.json", db, "run-good"),
-        record(root, root / "bad.json", db, "run-bad"),
-        record(root, root / "good.json", db, "run-again"),
+        record(root, root / "good.json", db, "run-good", 0),
+        record(root, root / "bad.json", db, "run-bad", 1),
+        record(root, root / "good.json", db, "run-again", 0),
     )

@@ -17,6 +17,8 @@ FLAKY = 'n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; [ "$
 
 @dataclass(frozen=True)
 class Result:
+    """What one ``planrun`` command gave: its exit code and output."""
+
     code: int
     out: str
     err: str
@@ -45,14 +47,9 @@ class Ledger:
     again: str
 
 
-def record(root: Path, plan: Path, db: Path, run_id: str) -> str:
-    subprocess.run(
-        [sys.executable, "-m", "pytest", "--plan", plan.name, "--ledger", str(db), "--planrun-run-id", run_id]
-        + ["-p", "no:cacheprovider"],
-        cwd=root,
-        capture_output=True,
-        timeout=300,
-    )
+def record(root: Path, plan: Path, db: Path, run_id: str, exit_code: int) -> str:
+    """Run ``plan`` with pytest in ``root``, recorded in ``db`` as ``run_id``."""
+    command = [sys.executable, "-m", "pytest", "--plan", plan.name, "--ledger", str(db), "--planrun-run-id", run_id]
+    done = subprocess.run([*command, "-p", "no:cacheprovider"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == exit_code, done.stdout + done.stderr
     return run_id
-
-
