@@ -19,6 +19,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from .problems import PlanNotFoundError
+
 OnFailure = Literal["abort", "skip_dependents", "continue"]
 
 STEP_ID_PATTERN = r"^[A-Za-z0-9_.-]+(?::[A-Za-z0-9_.-]+)*$"
@@ -170,7 +172,6 @@ class Plan(_Frozen):
         """
         # Imported here because loading builds on this module.
         from .load import load_plan
-        from .problems import PlanNotFoundError
         from .variables import substitute
 
         try:
