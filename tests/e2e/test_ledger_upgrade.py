@@ -74,8 +74,11 @@ EARLIER_COLUMNS = {
     ],
     "run_events": ["event_id", "run_id", "timestamp", "event_type", "data"],
 }
-TIME_COLUMNS = {"runs": ["created_at", "started_at", "ended_at"], "step_attempts": ["started_at", "ended_at"]}
-TIME_COLUMNS["run_events"] = ["timestamp"]
+TIME_COLUMNS = {
+    "runs": ["created_at", "started_at", "ended_at"],
+    "step_attempts": ["started_at", "ended_at"],
+    "run_events": ["timestamp"],
+}
 # A zone of its own (POSIX TZ syntax, no tz database needed): local time is 5:30 ahead of UTC.
 NOT_UTC = "PLN-5:30"
 
