@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .ledger import queries
+from .plan import Plan
 
 DEFAULT_LEDGER = ".ledger/framework.db"
 
@@ -23,10 +25,18 @@ class Orchestrator:
     def execute_plan(
         self, path: str | Path, variables: Mapping[str, str] | None = None, workers: int | None = None
     ) -> str:
-        """Run the plan with pytest in a subprocess, wait for it, and return its run id."""
+        """Run the plan with pytest in a subprocess, wait for it, and return its run id.
+
+        The plan is validated here first, so a bad plan raises as ``Plan.from_file`` does and nothing
+        runs. The run is started from the current directory (a step's relative ``cwd`` is taken from
+        it) and ignores any pytest configuration and ``conftest.py`` found there: the caller is not
+        running tests.
+        """
+        Plan.from_file(path, variables)
         run_id = uuid.uuid4().hex[:12]
         command = [sys.executable, "-m", "pytest", "--plan", str(path), "--ledger", str(self.db_path)]
         command += ["--planrun-run-id", run_id, "-p", "no:cacheprovider", "-q"]
+        command += ["-c", os.devnull, "--noconftest"]
         for name, value in (variables or {}).items():
             command += ["--var", f"{name}={value}"]
         if workers is not None:

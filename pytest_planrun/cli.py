@@ -58,7 +58,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
     if args.format == "dot":
         print("digraph plan {")
         for step in plan.steps:
-            print(f'  "{step.id}" [label="{step.name}"];')
+            label = step.name.replace("\\", "\\\\").replace('"', '\\"')  # names are free text
+            print(f'  "{step.id}" [label="{label}"];')
             for dep in step.depends_on:
                 print(f'  "{dep}" -> "{step.id}";')
         print("}")
@@ -66,7 +67,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
         print("graph TD")
         ids = {s.id: f"s{i}" for i, s in enumerate(plan.steps)}
         for step in plan.steps:
-            print(f'  {ids[step.id]}["{step.name}"]')
+            label = step.name.replace('"', "#quot;")
+            print(f'  {ids[step.id]}["{label}"]')
             for dep in step.depends_on:
                 print(f"  {ids[dep]} --> {ids[step.id]}")
     return 0
@@ -93,7 +95,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     for row in queries.get_run_steps(ledger, args.run):
         duration = "" if row["duration_sec"] is None else f"{row['duration_sec']:.2f}s"
         outcome = row["outcome"] or row["state"]
-        line = f"  {row['step_id']:<24} #{row['attempt']} {row['state']:<10} {outcome:<10} {duration:>8}"
+        # a row of the earlier orchestrator may lack the step id and attempt planrun adds
+        step_id, attempt = row["step_id"] or "?", "?" if row["attempt"] is None else row["attempt"]
+        line = f"  {step_id:<24} #{attempt} {row['state']:<10} {outcome:<10} {duration:>8}"
         if row["exit_code"] is not None:
             line += f"  exit {row['exit_code']}"
         if row["reason"] or row["error_log"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -13,6 +14,7 @@ from typing import Any
 
 import psutil
 
+from .events import iso
 from .schema import connect
 
 
@@ -68,7 +70,7 @@ def mark_stale_runs(db_path: Path) -> list[str]:
         ]
         if not stale:
             return []
-        now = datetime.now().astimezone().isoformat()
+        now = iso(time.time())
         conn.execute("BEGIN IMMEDIATE")
         for run_id in stale:
             pid = next(r["controller_pid"] for r in candidates if r["run_id"] == run_id)

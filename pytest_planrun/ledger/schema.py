@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -74,7 +74,21 @@ CREATE INDEX IF NOT EXISTS run_events_run ON run_events(run_id, event_id);
 CREATE INDEX IF NOT EXISTS runs_plan ON runs(plan_id, created_at);
 """
 
-MIGRATIONS = {1: _V1}
+# A ledger of the earlier orchestrator (user_version 0) gets planrun's columns from _V1; its rows get
+# them here, from where its writer kept them: `metadata` holds step_id and attempt (SPEC §5), and
+# a run's metadata may name its plan. Rows planrun wrote have them already.
+_V2 = """
+UPDATE step_attempts SET step_id = json_extract(metadata, '$.step_id')
+    WHERE step_id IS NULL AND CASE WHEN json_valid(metadata) THEN json_type(metadata, '$.step_id') END = 'text';
+UPDATE step_attempts SET attempt = json_extract(metadata, '$.attempt')
+    WHERE attempt IS NULL AND CASE WHEN json_valid(metadata) THEN json_type(metadata, '$.attempt') END = 'integer';
+UPDATE runs SET plan_id = json_extract(metadata, '$.plan_id')
+    WHERE plan_id IS NULL AND CASE WHEN json_valid(metadata) THEN json_type(metadata, '$.plan_id') END = 'text';
+UPDATE runs SET plan_path = json_extract(metadata, '$.plan_path')
+    WHERE plan_path IS NULL AND CASE WHEN json_valid(metadata) THEN json_type(metadata, '$.plan_path') END = 'text'
+"""
+
+MIGRATIONS = {1: _V1, 2: _V2}
 
 
 def _existing_columns(conn: sqlite3.Connection, table: str) -> set[str]:

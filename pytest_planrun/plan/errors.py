@@ -65,7 +65,9 @@ def validation_problems(error: ValidationError, raw_steps: Sequence[Any], file: 
         if loc and loc[-1] == "[key]":
             loc = loc[:-2]
         step, field = locate(loc, raw_steps)
-        problem = Problem(file, step, field, message, hint)
+        # the earlier orchestrator's wording, which its callers match on
+        summary = f"Missing required field: {loc[-1]}" if details["type"] == "missing" and loc else None
+        problem = Problem(file, step, field, message, hint, summary)
         if problem not in problems:
             problems.append(problem)
     return problems

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from ..core.conditions import ConditionError, compile_condition
 from .errors import format_field, locate, validation_problems
 from .model import OnFailure, Plan, Step, VariableSpec
-from .problems import PlanError, Problem
+from .problems import PlanError, PlanJSONDecodeError, PlanNotFoundError, Problem
 from .validate import check_steps, step_label
 from .variables import Masker, find_references, resolve_variables, substitute
 
@@ -157,7 +157,7 @@ def _read(path: Path, file: str) -> tuple[bytes, dict[str, Any], _Duplicates]:
     try:
         content = path.read_bytes()
     except FileNotFoundError:
-        raise PlanError([Problem(file, None, None, "plan file not found")]) from None
+        raise PlanNotFoundError(file, str(path)) from None
     except OSError as error:
         raise PlanError([Problem(file, None, None, f"cannot read plan file: {error.strerror}")]) from None
     try:
@@ -183,8 +183,7 @@ def _read(path: Path, file: str) -> tuple[bytes, dict[str, Any], _Duplicates]:
     try:
         raw = json.loads(text, object_pairs_hook=note_duplicates)
     except json.JSONDecodeError as error:
-        message = f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
-        raise PlanError([Problem(file, None, None, message)]) from None
+        raise PlanJSONDecodeError(file, error) from None
     if not isinstance(raw, dict):
         got = "a list" if isinstance(raw, list) else json.dumps(raw)
         raise PlanError([Problem(file, None, None, f"the plan must be a JSON object, got {got}")])
@@ -319,11 +318,11 @@ def _resolve_step(plan: Plan, index: int, step: Step, values: Mapping[str, str])
         retry_delay_sec=step.retry_delay_sec,
         critical=step.critical,
         on_failure=step.on_failure,
-        depends_on=step.depends_on,
-        tags=step.tags,
+        depends_on=tuple(step.depends_on),
+        tags=tuple(step.tags),
         weight=step.ui_hints.weight if step.ui_hints is not None else None,
-        locks=step.locks,
-        provides=step.provides,
-        consumes=step.consumes,
+        locks=tuple(step.locks),
+        provides=tuple(step.provides),
+        consumes=tuple(step.consumes),
         condition=step.condition,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Mapping
@@ -17,6 +18,8 @@ from pydantic import (
     Tag,
 )
 from pydantic_core import PydanticCustomError
+
+from .problems import PlanNotFoundError
 
 OnFailure = Literal["abort", "skip_dependents", "continue"]
 
@@ -108,14 +111,16 @@ class Step(_Frozen):
     description: str | None = None
     command: Annotated[str, Field(min_length=1)]
     """The executable (or, with ``shell``, the shell command line)."""
-    args: tuple[str, ...] = ()
+    # Lists, not tuples: callers of the earlier API compare them with lists (`args == ["-c", "..."]`).
+    # The model is frozen, so a field cannot be reassigned; nothing hashes steps (env is a dict anyway).
+    args: list[str] = []
     """Arguments, each passed as one argument, never re-split."""
     cwd: str = "."
     """Working directory, relative to the directory pytest was invoked from."""
     shell: StrictBool = False
     env: EnvMap = {}
     """Environment over the process environment and ``globals.env``."""
-    depends_on: tuple[str, ...] = ()
+    depends_on: list[str] = []
     timeout_sec: PositiveSeconds | None = None
     """Seconds before the attempt is killed; null means ``globals.default_timeout_sec``."""
     retries: Count | None = None
@@ -125,13 +130,13 @@ class Step(_Frozen):
     """Whether a failure of this step fails the run."""
     condition: str | None = None
     """Expression deciding whether the step runs, e.g. ``success() && vars.DEPLOY == 'yes'``."""
-    locks: tuple[str, ...] = ()
+    locks: list[str] = []
     """Steps sharing a lock name never run at the same time, even across runs on one machine."""
     on_failure: OnFailure = "abort"
-    provides: tuple[str, ...] = ()
-    consumes: tuple[str, ...] = ()
+    provides: list[str] = []
+    consumes: list[str] = []
     """Resources that a transitive dependency must provide."""
-    tags: tuple[str, ...] = ()
+    tags: list[str] = []
     ui_hints: UiHints | None = None
 
     def effective_timeout(self, globals: Globals) -> float:
@@ -155,31 +160,36 @@ class Plan(_Frozen):
     globals: Globals
     variables: dict[VariableName, VariableEntry] = {}
     """Variables used as ``${NAME}`` in command, args, cwd and env values; a string is a default."""
-    steps: Annotated[tuple[Step, ...], Field(min_length=1)]
+    steps: Annotated[list[Step], Field(min_length=1)]
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], variables: Mapping[str, str] | None = None) -> Plan:
         """Load a plan file with ``variables`` (as ``--var``) substituted into command, args, cwd and env.
 
-        Raises PlanError listing every problem. `load_plan` gives the steps resolved for running.
+        Raises as the earlier orchestrator's API did: ``FileNotFoundError`` for a missing file,
+        ``json.JSONDecodeError`` for invalid JSON, else a ``PlanError`` (a ``ValueError``) listing every
+        problem. `load_plan` gives the steps resolved for running.
         """
         # Imported here because loading builds on this module.
         from .load import load_plan
         from .variables import substitute
 
-        loaded = load_plan(path, variables or {})
+        try:
+            loaded = load_plan(path, variables or {})
+        except PlanNotFoundError as error:
+            raise FileNotFoundError(errno.ENOENT, "plan file not found", error.path) from None
         env = {key: substitute(value, loaded.variables) for key, value in loaded.plan.globals.env.items()}
-        steps = tuple(
+        steps = [
             s.step.model_copy(
                 update={
                     "command": s.command,
-                    "args": s.args,
+                    "args": list(s.args),
                     "cwd": s.cwd,
                     "env": {k: s.env[k] for k in s.step.env},
                 }
             )
             for s in loaded.steps
-        )
+        ]
         return loaded.plan.model_copy(
             update={"globals": loaded.plan.globals.model_copy(update={"env": env}), "steps": steps}
         )

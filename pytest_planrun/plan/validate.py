@@ -68,9 +68,12 @@ def check_steps(raw_steps: list[Any], file: str) -> list[Problem]:
         first = steps.get(label) is raw
         for need in _str_list(raw, "depends_on"):
             if need == raw.get("id"):
-                problems.append(Problem(file, label, "depends_on", "step depends on itself"))
+                summary = f"Circular dependency detected: {need} → {need}"
+                problems.append(Problem(file, label, "depends_on", "step depends on itself", summary=summary))
             elif need not in steps:
-                problems.append(Problem(file, label, "depends_on", f"unknown step '{need}'", did_you_mean(need, ids)))
+                hint = did_you_mean(need, ids)
+                summary = f"Step '{label}' depends on unknown step '{need}'"
+                problems.append(Problem(file, label, "depends_on", f"unknown step '{need}'", hint, summary))
             elif first and need not in deps[label]:
                 deps[label].append(need)
 
@@ -85,7 +88,8 @@ def _cycle_problems(deps: dict[str, list[str]], file: str) -> list[Problem]:
     problems: list[Problem] = []
     remaining = dict(deps)
     while (cycle := find_cycle(remaining)) is not None:
-        problems.append(Problem(file, None, "steps", "cycle " + " -> ".join(cycle)))
+        summary = "Circular dependency detected: " + " → ".join(cycle)  # the earlier orchestrator's wording
+        problems.append(Problem(file, None, "steps", "cycle " + " -> ".join(cycle), summary=summary))
         for step_id in cycle:
             remaining.pop(step_id, None)
     return problems

@@ -1,4 +1,7 @@
-"""The ledger after real runs: rows, states, attempts, events; concurrency, crashes, API and CLI."""
+"""The ledger after real runs: rows, states, attempts, events; concurrency, crashes, resuming.
+
+The API is tested in tests/unit/test_api_contract.py, the ``planrun`` command in tests/cli/.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from planhelpers import plan_doc, sh, step
+from planhelpers import sh, step
 
 from conftest import RunPlan
-from pytest_planrun import Orchestrator
-from pytest_planrun.cli import main as planrun
 from pytest_planrun.ledger import queries
 
 FLAKY = 'n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; [ "$n" -ge 2 ]'
@@ -204,43 +205,6 @@ def test_last_failed_resumes_the_plans_last_run(
     third.assert_outcomes(passed=4)
     fourth = run("--lf", "--lfnf=none")
     fourth.assert_outcomes(skipped=4)
-
-
-def test_api_and_cli_end_to_end(pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]) -> None:
-    plan = pytester.path / "plan.json"
-    plan.write_text(
-        json.dumps(
-            plan_doc(
-                [sh("hello", "echo ${WHO}"), sh("bye", "exit 1", depends_on=["hello"])],
-                plan_fields={"variables": {"WHO": "world"}},
-            )
-        )
-    )
-    db = pytester.path / "api.db"
-    orchestrator = Orchestrator(db_path=db)
-    os.chdir(pytester.path)
-    run_id = orchestrator.execute_plan(plan, variables={"WHO": "you"}, workers=0)
-    assert orchestrator.get_run_status(run_id)["state"] == "failed"
-    assert [s["step_id"] for s in orchestrator.get_run_steps(run_id)] == ["hello", "bye"]
-    assert orchestrator.get_run_events(run_id)[-1]["event_type"] == "run_completed"
-    assert [r["run_id"] for r in orchestrator.list_runs(state="failed")] == [run_id]
-    assert orchestrator.list_runs(state="succeeded") == []
-
-    assert planrun(["runs", "--ledger", str(db)]) == 0
-    assert run_id in capsys.readouterr().out
-    assert planrun(["show", run_id, "--ledger", str(db), "--events"]) == 0
-    out = capsys.readouterr().out
-    assert "hello" in out and "exit 1" in out and "run_completed" in out
-    assert planrun(["show", "nope", "--ledger", str(db)]) == 2
-    assert "no run 'nope'" in capsys.readouterr().err
-    assert planrun(["runs", "--ledger", str(pytester.path / "missing.db")]) == 2
-    assert "no ledger" in capsys.readouterr().err
-    assert not (pytester.path / "missing.db").exists()
-    assert planrun(["validate", str(plan)]) == 0
-    assert planrun(["graph", str(plan), "--format", "dot"]) == 0
-    assert '"hello" -> "bye"' in capsys.readouterr().out
-    assert planrun(["schema"]) == 0
-    assert '"depends_on"' in capsys.readouterr().out
 
 
 def test_no_ledger_writes_nothing(run_plan: RunPlan, pytester: pytest.Pytester) -> None:

@@ -75,7 +75,7 @@ def test_plan_from_file_substitutes_variables(write_plan: WritePlan) -> None:
     a = loaded.steps[0]
     assert (a.command, a.args, a.cwd, a.env, loaded.globals.env) == (
         "x",
-        ("-x",),
+        ["-x"],
         "x",
         {"E": "x"},
         {"G": "x"},
