@@ -94,7 +94,9 @@ def testcase(case: StepCase, result: StepResult, family: Family) -> ET.Element:
 
 def _passed(result: StepResult) -> str:
     count = len(result.attempts)
-    return f"succeeded on attempt {count} (passed after {count - 1} failed)" if count > 1 else "succeeded"
+    if count > 1:
+        return f"succeeded on attempt {count} (passed after {count - 1} failed)"
+    return f"succeeded ({result.reason})" if result.reason else "succeeded"  # e.g. resumed from a run
 
 
 def _story(case: StepCase, result: StepResult, what: str, *, location: bool = False) -> str:
