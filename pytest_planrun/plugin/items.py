@@ -14,6 +14,7 @@ from ..plan import LoadedPlan, ResolvedStep
 from ..run.process import CancelToken, tail
 from ..run.records import AttemptRecord
 from ..run.step import RunContext, display_command, execute_attempt
+from .junit_text import readable
 
 if TYPE_CHECKING:
     from _pytest._code.code import TerminalRepr
@@ -78,7 +79,7 @@ class StepFailed(Exception):
 
 
 def _last_lines(path: Path, count: int) -> str:
-    text = tail(path, max_bytes=16384)
+    text = readable(tail(path, max_bytes=16384))  # also the text of GitHub annotations: no raw escapes
     return "\n".join(text.splitlines()[-count:])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sqlite3
 import time
@@ -22,6 +23,7 @@ from ..run.observer import RunObserver
 from ..run.process import CancelToken, sweep_orphans
 from ..run.serial import drive_serially
 from ..run.step import RunContext, display_command
+from .ci_output import CiOutput
 from .controller import PlanController, StepPlace, place_for
 from .items import StepItem, Ticket, step_lines, ticket_key
 from .junit import JUnitEnricher
@@ -87,6 +89,10 @@ class ControllerPlugin:
         if junit is not None:
             self.controller.observers.append(junit)
             self.config.pluginmanager.register(junit, "planrun-junit")
+        ci = CiOutput.create(os.environ, self.controller.context.masker.secrets)
+        if ci is not None:  # only under GitHub Actions or GitLab CI
+            self.controller.observers.append(ci)
+            self.config.pluginmanager.register(ci, "planrun-ci")
 
     @pytest.hookimpl(tryfirst=True)  # before pytest's own loop, which would run items in list order
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
