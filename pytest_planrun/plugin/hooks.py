@@ -13,6 +13,7 @@ from types import FrameType
 import pytest
 
 from ..core.graph import topological_order
+from ..ledger.directory import make_ledger_dir
 from ..plan import LoadedPlan, Masker, PlanError, load_plan
 from ..run.records import ALLOWED_FAILURE
 from ..run.step import RunContext
@@ -119,6 +120,18 @@ def pytest_configure(config: pytest.Config) -> None:
         from .xdist_hooks import XdistHooks
 
         config.pluginmanager.register(XdistHooks(config), "planrun-xdist")
+
+
+@pytest.hookimpl(wrapper=True)  # before the controller opens the run's directory
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    config = session.config
+    settings = config.stash.get(settings_key, None)
+    if settings is not None and settings.plans and not is_worker(config) and not config.option.collectonly:
+        if settings.ledger is not None:
+            make_ledger_dir(settings.ledger.parent)
+        if settings.run_dir is None:  # runs/<run_id> in the ledger's directory (.ledger/ without a ledger)
+            make_ledger_dir(config.stash[runtime_key].context.run_dir.parent.parent)
+    return (yield)
 
 
 def _merged_masker(plans: list[LoadedPlan]) -> Masker:
