@@ -6,6 +6,7 @@ import json
 import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -120,9 +121,9 @@ def test_the_demo_prints_commands_that_can_be_pasted(
         ran.append(command)
         return subprocess.CompletedProcess(command, 0)
 
-    monkeypatch.setattr(demo.tempfile, "mkdtemp", lambda prefix: str(tmp_path))
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda prefix: str(tmp_path))
     monkeypatch.setattr(demo, "prepare", lambda root: root / "my clone")
-    monkeypatch.setattr(demo.subprocess, "run", fake_run)
+    monkeypatch.setattr(subprocess, "run", fake_run)
     assert demo.main() == 0
     out = capsys.readouterr().out
     echoed = next(line for line in out.splitlines() if line.startswith("$ "))

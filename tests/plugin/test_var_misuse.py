@@ -70,7 +70,7 @@ def test_variable_names_reads_declarations_references_and_conditions(tmp_path: P
         plan_fields={"variables": {"D": "d"}, "description": "uses ${E}"},
     )
     plan.write_text(json.dumps(doc))
-    assert variable_names(plan) == {"A", "B", "C", "D", "E"}
+    assert variable_names(plan) == frozenset({"A", "B", "C", "D", "E"})
     (tmp_path / "bad.json").write_text("{")
     assert variable_names(tmp_path / "bad.json") is None
 
