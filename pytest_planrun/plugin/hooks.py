@@ -90,20 +90,21 @@ def check_rootdir(config: pytest.Config, settings: Settings) -> None:
     if not separate:
         return
     expected = rootdir_without(config, separate)
-    if expected is None or expected == config.rootpath:
+    if expected is None or expected == (config.rootpath, config.inipath):
         return
     given = separate[0]
     raise pytest.UsageError(
         f"--plan {given}: pytest took this plan path for a test path when it chose its rootdir "
-        f"({config.rootpath}, configuration {config.inipath or 'none'}, instead of {expected}), "
+        f"({config.rootpath}, configuration {config.inipath or 'none'}, instead of {expected[0]}, "
+        f"configuration {expected[1] or 'none'}), "
         f"before planrun's options are known; write --plan={given}, or run a packaged plan by name "
         "(planrun plans lists them)"
     )
 
 
-def rootdir_without(config: pytest.Config, dropped: list[str]) -> Path | None:
-    """The rootdir pytest would have chosen without the ``dropped`` arguments; None if this pytest's
-    internals differ from what is expected here (the check is then skipped)."""
+def rootdir_without(config: pytest.Config, dropped: list[str]) -> tuple[Path, Path | None] | None:
+    """The rootdir and configuration file pytest would have chosen without the ``dropped`` arguments;
+    None if this pytest's internals differ from what is expected here (the check is then skipped)."""
     try:
         from _pytest.config.findpaths import determine_setup
 
@@ -117,10 +118,10 @@ def rootdir_without(config: pytest.Config, dropped: list[str]) -> Path | None:
         }
         if "override_ini" in inspect.signature(determine_setup).parameters:
             kwargs["override_ini"] = namespace.override_ini
-        root = determine_setup(**kwargs)[0]  # type: ignore[arg-type]
+        root, inipath = determine_setup(**kwargs)[:2]  # type: ignore[arg-type]
     except (ImportError, TypeError, AttributeError):
         return None
-    return Path(root)
+    return Path(root), None if inipath is None else Path(inipath)
 
 
 def is_worker(config: pytest.Config) -> bool:

@@ -99,7 +99,7 @@ def test_a_separate_plan_path_that_moves_the_rootdir_is_refused(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: --plan {plan}: pytest took this plan path for a test path *"])
     result.stderr.fnmatch_lines([f"*({plan.parent}, configuration {plan.parent / 'pyproject.toml'}, instead of "
-                                 f"{user_repo})*write --plan={plan}*"])
+                                 f"{user_repo}, configuration {user_repo / 'pyproject.toml'})*write --plan={plan}*"])
     assert not (user_repo / ".ledger").exists()  # nothing ran
 
 
@@ -111,3 +111,15 @@ def test_a_separate_plan_path_inside_the_repository_is_fine(
     result = pytester.runpytest_subprocess("--plan", "plans/inside.json", "-v")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([f"rootdir: {user_repo}", "plans/inside.json::a PASSED*"])
+
+
+def test_a_plan_in_a_subdirectory_with_its_own_config_is_refused(
+    pytester: pytest.Pytester, user_repo: Path, write_plan: Callable[..., Path]
+) -> None:
+    (pytester.path / "sub").mkdir()
+    (pytester.path / "sub" / "pytest.ini").write_text("[pytest]\naddopts = -x\n")
+    write_plan([step("a", "true")], name="sub/x.json")
+    result = pytester.runpytest_subprocess("--plan", "sub/x.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*write --plan=sub/x.json*"])
+    pytester.runpytest_subprocess("--plan=sub/x.json").assert_outcomes(passed=1)
