@@ -67,7 +67,9 @@ def _load(given: Sequence[str], pairs: Sequence[str], strict: bool) -> tuple[lis
             continue
         for problem in plan.missing_values:
             print(f"{'ERROR' if strict else 'note'}: {problem}", file=sys.stderr)
-        failed = failed or (strict and bool(plan.missing_values))
+        if strict and plan.missing_values:
+            failed = True
+            continue
         loaded.append((text, plan))
     for message in unknown_given(values, known) if known is not None else []:
         print(f"ERROR: {message}", file=sys.stderr)
