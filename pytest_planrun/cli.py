@@ -18,13 +18,15 @@ from .ledger.writer import GIVEN_KEY
 if TYPE_CHECKING:  # the plan model is imported by the commands that need it, not by `planrun runs`
     from .plan import LoadedPlan
 
-USAGE = """pytest --plan PLAN [--var NAME=VALUE]... [-n N]      (run a plan)
-       planrun COMMAND [ARGS]                              (everything else)"""
 DESCRIPTION = """\
-Plans run through pytest: `pytest --plan PLAN [--var NAME=VALUE]... [-n N]`, where PLAN is a plan
-file or the name of a plan shipped with planrun (`planrun plans` lists them), for example
-`pytest --plan safe-merge --var BRANCH=feature`. The planrun command is for what is not a run:
-checking and drawing plans, listing the shipped ones, reading the ledger, cancelling a live run."""
+Plans run through pytest:
+
+  pytest --plan PLAN [--var NAME=VALUE]... [-n N]
+
+PLAN is a plan file or the name of a plan shipped with planrun (`planrun plans` lists them), for
+example `pytest --plan safe-merge --var BRANCH=feature`. The planrun command is for what is not a
+run: checking and drawing plans, listing the shipped ones, reading the ledger, cancelling a live run.
+"""
 
 
 def _vars(pairs: Sequence[str]) -> dict[str, str]:
@@ -296,7 +298,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="planrun", usage=USAGE, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="planrun", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     validate = sub.add_parser("validate", help="Check plans without running anything (values may be missing)")

@@ -31,11 +31,11 @@ def test_help_starts_with_the_pytest_usage() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "pytest_planrun.cli", "--help"], capture_output=True, text=True, check=True
     )
-    lines = done.stdout.splitlines()
-    assert lines[0].startswith("usage: pytest --plan PLAN [--var NAME=VALUE]... [-n N]")
-    description = " ".join(done.stdout.split("\n\n")[1].split())
-    assert description.startswith("Plans run through pytest: `pytest --plan PLAN [--var NAME=VALUE]... [-n N]`")
-    assert "planrun command is for what is not a run" in description
+    usage, first, pytest_usage, rest = done.stdout.split("\n\n", 3)
+    assert usage.startswith("usage: planrun ")
+    assert first == "Plans run through pytest:"  # the first thing said, right under the usage line
+    assert pytest_usage == "  pytest --plan PLAN [--var NAME=VALUE]... [-n N]"
+    assert "planrun command is for what is not a run" in " ".join(rest.split())
     for command in ("validate", "graph", "plans", "runs", "show", "cancel", "demo"):
         assert f"    {command}" in done.stdout
 
