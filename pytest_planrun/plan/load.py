@@ -135,22 +135,14 @@ def load_plan(
 
 
 def variable_names(path: str | os.PathLike[str]) -> frozenset[str] | None:
-    """Every variable a plan file declares or uses (``${NAME}`` in any string, ``vars.NAME`` in a
+    """Every variable a plan file declares or uses (``${NAME}`` anywhere in it, ``vars.NAME`` in a
     condition); None when the file is not a readable JSON object (its own problem says so)."""
     try:
-        _, raw, _ = _read(Path(path), str(path))
+        content, raw, _ = _read(Path(path), str(path))
     except PlanError:
         return None
     names: set[str] = set(raw["variables"]) if isinstance(raw.get("variables"), dict) else set()
-    todo: list[Any] = [raw]
-    while todo:
-        value = todo.pop()
-        if isinstance(value, dict):
-            todo.extend(value.values())
-        elif isinstance(value, list):
-            todo.extend(value)
-        elif isinstance(value, str):
-            names.update(find_references(value))
+    names.update(find_references(content.decode("utf-8-sig")))  # one pass over the text, not per string
     steps = raw.get("steps")
     for step in steps if isinstance(steps, list) else []:
         condition = step.get("condition") if isinstance(step, dict) else None
