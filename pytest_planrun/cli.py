@@ -1,16 +1,32 @@
-"""The ``planrun`` command: what is not a test run (validate, schema, graph, runs, show, cancel, demo)."""
+"""The ``planrun`` command: what is not a test run (validate, graph, plans, runs, show, cancel, ...)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .api import DEFAULT_LEDGER
 from .ledger import queries
+from .ledger.writer import GIVEN_KEY
+
+if TYPE_CHECKING:  # the plan model is imported by the commands that need it, not by `planrun runs`
+    from .plan import LoadedPlan
+
+DESCRIPTION = """\
+Plans run through pytest:
+
+  pytest --plan PLAN [--var NAME=VALUE]... [-n N]
+
+PLAN is a plan file or the name of a plan shipped with planrun (`planrun plans` lists them), for
+example `pytest --plan safe-merge --var BRANCH=feature`. The planrun command is for what is not a
+run: checking and drawing plans, listing the shipped ones, reading the ledger, cancelling a live run.
+"""
 
 
 def _vars(pairs: Sequence[str]) -> dict[str, str]:
@@ -23,19 +39,50 @@ def _vars(pairs: Sequence[str]) -> dict[str, str]:
     return result
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def _load(given: Sequence[str], pairs: Sequence[str], strict: bool) -> tuple[list[tuple[str, LoadedPlan]], bool]:
+    """Load plans to check or draw them: values are not needed (a missing one is a note on stderr,
+    an error with ``strict``), but a ``--var`` that no plan declares or uses is an error."""
     from .plan import PlanError, load_plan
+    from .plan.load import variable_names
+    from .plan.packaged import PlanNotFound, find_plan
+    from .plan.variables import unknown_given
 
+    values = _vars(pairs)
+    loaded: list[tuple[str, LoadedPlan]] = []
     failed = False
-    for path in args.plans:
+    known: set[str] | None = set()
+    for text in given:
         try:
-            plan = load_plan(path, _vars(args.var), display_path=path)
+            path, display = find_plan(text, Path.cwd())
+        except PlanNotFound as error:
+            print(f"ERROR: {error}", file=sys.stderr)
+            failed, known = True, None
+            continue
+        names = variable_names(path)
+        known = None if names is None or known is None else known | names
+        try:
+            plan = load_plan(path, values, display_path=display, require_values=False)
         except PlanError as error:
             failed = True
             for problem in error.problems:
                 print(f"ERROR: {problem}", file=sys.stderr)
-        else:
-            print(f"{path}: OK ({len(plan.steps)} steps)")
+            continue
+        for problem in plan.missing_values:
+            print(f"{'ERROR' if strict else 'note'}: {problem}", file=sys.stderr)
+        if strict and plan.missing_values:
+            failed = True
+            continue
+        loaded.append((text, plan))
+    for message in unknown_given(values, known) if known is not None else []:
+        print(f"ERROR: {message}", file=sys.stderr)
+        failed = True
+    return loaded, failed
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    loaded, failed = _load(args.plans, args.var, args.strict)
+    for given, plan in loaded:
+        print(f"{given}: OK ({len(plan.steps)} steps)")
     return 1 if failed else 0
 
 
@@ -47,14 +94,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from .plan import PlanError, load_plan
-
-    try:
-        plan = load_plan(args.plan, _vars(args.var), display_path=args.plan)
-    except PlanError as error:
-        for problem in error.problems:
-            print(f"ERROR: {problem}", file=sys.stderr)
+    loaded, failed = _load([args.plan], args.var, args.strict)
+    if failed or not loaded:
         return 1
+    plan = loaded[0][1]
     if args.format == "dot":
         print("digraph plan {")
         for step in plan.steps:
@@ -74,25 +117,124 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plans(args: argparse.Namespace) -> int:
+    """The plans shipped in the package, which ``pytest --plan NAME`` runs from any repository."""
+    from .plan import Plan, VariableSpec
+    from .plan.packaged import packaged_plans
+
+    shipped: list[dict[str, Any]] = []
+    for name, path in packaged_plans().items():
+        plan = Plan.model_validate_json(path.read_text(encoding="utf-8"))
+        variables: list[dict[str, Any]] = []
+        for var, spec in plan.variables.items():
+            spec = VariableSpec(default=spec) if isinstance(spec, str) else spec
+            variables.append(
+                {
+                    "name": var,
+                    "default": spec.default,
+                    "env": spec.env,
+                    "secret": spec.secret,
+                    "required": spec.default is None and spec.env is None,
+                    "description": spec.description,
+                }
+            )
+        required = [f"{v['name']}=..." for v in variables if v["required"]]
+        command = ["pytest", "--plan", name, *(arg for value in required for arg in ("--var", value))]
+        shipped.append(
+            {
+                "name": name,
+                "file": str(path),
+                "plan_id": plan.plan_id,
+                "description": plan.description,
+                "steps": [step.id for step in plan.steps],
+                "variables": variables,
+                "command": shlex.join(command),
+            }
+        )
+    if args.json:
+        print(json.dumps(shipped, indent=2))
+        return 0
+    for index, entry in enumerate(shipped):
+        if index:
+            print()
+        print(f"{entry['name']}  ({entry['plan_id']}, {len(entry['steps'])} steps: {' -> '.join(entry['steps'])})")
+        if entry["description"]:
+            print(f"  {entry['description']}")
+        print(f"  run: {entry['command']}")
+        for var in entry["variables"]:
+            print(f"  --var {var['name']:<14} {_source(var):<34} {var['description'] or ''}".rstrip())
+    return 0
+
+
+def _source(var: Mapping[str, Any]) -> str:
+    """Where a packaged plan's variable gets its value: ``required``, ``default 'origin', env X, secret``."""
+    if var["required"]:
+        where = ["required"]
+    else:
+        where = [f"default {var['default']!r}"] if var["default"] is not None else []
+    if var["env"]:
+        where.append(f"env {var['env']}")
+    if var["secret"]:
+        where.append("secret")
+    return ", ".join(where)
+
+
+def variables_text(variables: Mapping[str, Any] | None, names: Sequence[str] | None = None) -> str:
+    """``NAME=value`` pairs, quoted as a shell would need them (``***`` stays as it is)."""
+    shown = {k: v for k, v in (variables or {}).items() if names is None or k in names}
+    return " ".join(f"{k}={v if v == '***' else shlex.quote(str(v))}" for k, v in sorted(shown.items()))
+
+
+VARS_WIDTH = 40
+
+
+def given_variables(run: Mapping[str, Any]) -> str:
+    """The run's variables as ``planrun runs`` shows them: those given with ``--var`` (all that have
+    a value for a run recorded without that list), cut to one column."""
+    variables = run.get("variables") if isinstance(run.get("variables"), dict) else {}
+    metadata = run.get("metadata") if isinstance(run.get("metadata"), dict) else {}
+    names = metadata.get(GIVEN_KEY) if isinstance(metadata, dict) else None
+    if not isinstance(names, list):
+        names = [k for k, v in (variables or {}).items() if v]
+    text = variables_text(variables, names)
+    return text if len(text) <= VARS_WIDTH else text[: VARS_WIDTH - 1] + "…"
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     runs = queries.list_runs(Path(args.ledger), state=args.state, plan_id=args.plan_id, limit=args.limit)
-    print(f"{'RUN':<14}{'STATE':<11}{'EXIT':<6}{'PLAN':<28}{'CREATED'}")
+    if args.json:
+        print(json.dumps(runs, indent=2, default=str))
+        return 0
+    print(f"{'RUN':<14}{'STATE':<11}{'EXIT':<6}{'PLAN':<28}{'CREATED':<34}VARIABLES")
     for run in runs:
         exit_code = "" if run["exit_code"] is None else str(run["exit_code"])
-        print(f"{run['run_id']:<14}{run['state']:<11}{exit_code:<6}{str(run['plan_id']):<28}{run['created_at']}")
+        print(
+            f"{run['run_id']:<14}{run['state']:<11}{exit_code:<6}{str(run['plan_id']):<28}"
+            f"{str(run['created_at']):<34}{given_variables(run)}".rstrip()
+        )
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     ledger = Path(args.ledger)
     run = queries.get_run_status(ledger, args.run)
+    steps = queries.get_run_steps(ledger, args.run)
+    events = queries.get_run_events(ledger, args.run) if args.events else None
+    if args.json:
+        document: dict[str, Any] = {"run": run, "steps": steps}
+        if events is not None:
+            document["events"] = events
+        print(json.dumps(document, indent=2, default=str))
+        return 0
     print(
         f"run {run['run_id']}: {run['state']} (exit code {run['exit_code']}) plan {run['plan_id']} {run['plan_path']}"
     )
     if run["error_message"]:
         print(f"  {run['error_message']}")
     print(f"  started {run['started_at']}  ended {run['ended_at']}  logs {run['run_dir']}")
-    for row in queries.get_run_steps(ledger, args.run):
+    if run.get("variables"):
+        print(f"  variables {variables_text(run['variables'])}")
+    for row in steps:
         duration = "" if row["duration_sec"] is None else f"{row['duration_sec']:.2f}s"
         outcome = row["outcome"] or row["state"]
         # a row of the earlier orchestrator may lack the step id and attempt planrun adds
@@ -105,9 +247,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(line)
         if row["stdout_path"]:
             print(f"  {'':<24} logs {row['stdout_path']} {row['stderr_path']}")
-    if args.events:
+    if events is not None:
         print("events:")
-        for event in queries.get_run_events(ledger, args.run):
+        for event in events:
             print(f"  {event['timestamp']} {event['event_type']:<15} {json.dumps(event['data'], sort_keys=True)}")
     return 0
 
@@ -155,28 +297,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="planrun", description="Plans of command steps, run as pytest items")
-    sub = parser.add_subparsers(dest="command", required=True)
-    validate = sub.add_parser("validate", help="Check plans without running anything")
-    validate.add_argument("plans", nargs="+", metavar="PLAN")
+    parser = argparse.ArgumentParser(
+        prog="planrun", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    validate = sub.add_parser("validate", help="Check plans without running anything (values may be missing)")
+    validate.add_argument("plans", nargs="+", metavar="PLAN", help="a plan file or a packaged plan's name")
     validate.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
+    validate.add_argument("--strict", action="store_true", help="a variable without a value is an error")
     validate.set_defaults(func=cmd_validate)
     sub.add_parser("schema", help="Print the JSON Schema of the plan format").set_defaults(func=cmd_schema)
-    graph = sub.add_parser("graph", help="Print a plan's DAG as Mermaid or DOT")
-    graph.add_argument("plan")
+    graph = sub.add_parser("graph", help="Print a plan's DAG as Mermaid or DOT (values may be missing)")
+    graph.add_argument("plan", help="a plan file or a packaged plan's name")
     graph.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
     graph.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
+    graph.add_argument("--strict", action="store_true", help="a variable without a value is an error")
     graph.set_defaults(func=cmd_graph)
+    plans = sub.add_parser("plans", help="List the plans shipped with planrun (pytest --plan NAME runs one)")
+    plans.add_argument("--json", action="store_true")
+    plans.set_defaults(func=cmd_plans)
     runs = sub.add_parser("runs", help="List recent runs from the ledger")
     runs.add_argument("--ledger", default=DEFAULT_LEDGER)
     runs.add_argument("--state")
     runs.add_argument("--plan-id")
     runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--json", action="store_true")
     runs.set_defaults(func=cmd_runs)
-    show = sub.add_parser("show", help="Show one run: steps, attempts, reasons, logs")
+    show = sub.add_parser("show", help="Show one run: variables, steps, attempts, reasons, logs")
     show.add_argument("run")
     show.add_argument("--ledger", default=DEFAULT_LEDGER)
     show.add_argument("--events", action="store_true")
+    show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_show)
     cancel = sub.add_parser("cancel", help="Cancel a running run (as Ctrl-C would) or one step of it")
     cancel.add_argument("run")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-PLAN = Path(__file__).parent / "plans" / "safe_merge.json"
 
 
 def _git(cwd: Path, *args: str) -> None:
@@ -47,7 +46,8 @@ def main(keep: bool = False) -> int:
         sys.executable,
         "-m",
         "pytest",
-        f"--plan={PLAN}",
+        "--plan",
+        "safe-merge",  # the packaged plan, by name
         "--var",
         "BRANCH=feature",
         "-v",
@@ -56,7 +56,8 @@ def main(keep: bool = False) -> int:
         "--var",
         f"TEST_COMMAND={sys.executable} -m pytest -q -p no:cacheprovider",
     ]
-    print("$ " + " ".join(command), flush=True)
+    print("$ " + shlex.join(command), flush=True)  # pasteable: values with spaces are quoted
     code = subprocess.run(command, cwd=clone).returncode
-    print(f"planrun demo: the clone and its ledger stay in {root} (planrun runs --ledger {clone}/.ledger/framework.db)")
+    runs = shlex.join(["planrun", "runs", "--ledger", str(clone / ".ledger" / "framework.db")])
+    print(f"planrun demo: the clone and its ledger stay in {root} ({runs})")
     return code

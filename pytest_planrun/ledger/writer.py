@@ -19,6 +19,8 @@ from .schema import connect
 
 log = logging.getLogger(__name__)
 
+GIVEN_KEY = "planrun_given_variables"  # in the run's metadata
+
 _OUTCOME_EVENTS: dict[str, EventType] = {
     "succeeded": "step_succeeded",
     "failed": "step_failed",
@@ -32,8 +34,9 @@ class LedgerRecorder:
     wait for each other (busy timeout) instead of failing, and a run killed at any moment leaves
     only whole rows behind."""
 
-    def __init__(self, db_path: Path, run_dir: Path) -> None:
+    def __init__(self, db_path: Path, run_dir: Path, given: tuple[str, ...] | None = None) -> None:
         self.db_path = db_path
+        self.given = given  # names of the variables given with --var: what `planrun runs` shows
         self.run_dir = run_dir
         self.events_file = run_dir / "events.jsonl"
         self._conn: sqlite3.Connection | None = None
@@ -71,6 +74,8 @@ class LedgerRecorder:
         if self.db_path.exists():
             mark_stale_runs(self.db_path)
         metadata = {**run.metadata, "plan_id": run.plan_id, "plan_path": run.plan_path}
+        if self.given is not None:
+            metadata[GIVEN_KEY] = list(self.given)
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO runs (run_id, project_id, created_at, started_at, state, metadata, plan_id, plan_path,"

@@ -59,6 +59,8 @@ class LoadedPlan:
     secret_values: tuple[str, ...]
     masker: Masker
     plan_hash: str  # sha256 of the file's bytes
+    # with ``require_values=False``: the variables that had no value, left as ``${NAME}`` in the steps
+    missing_values: tuple[Problem, ...] = ()
     _by_id: Mapping[str, ResolvedStep] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -82,11 +84,14 @@ def load_plan(
     cli_vars: Mapping[str, str] = {},
     environ: Mapping[str, str] | None = None,
     display_path: str | None = None,
+    require_values: bool = True,
 ) -> LoadedPlan:
     """Read, validate and resolve a plan file.
 
     ``cli_vars`` are the ``--var`` values, ``environ`` is where declared ``env`` sources are read
     (default ``os.environ``). Raises PlanError listing every problem found, never just the first.
+    With ``require_values=False`` (drawing or checking a plan, not running it) a variable without a
+    value is no problem: it stays ``${NAME}`` and is listed in ``missing_values``.
     """
     given = Path(path)
     file = display_path if display_path is not None else _display(given)
@@ -105,7 +110,11 @@ def load_plan(
 
     declared = plan.variables if plan is not None else _raw_declarations(raw.get("variables"))
     values, secrets = resolve_variables(declared, cli_vars, environ)
-    problems.extend(_undefined_variable_problems(raw, raw_steps, values, declared, file))
+    missing = _undefined_variable_problems(raw, raw_steps, values, declared, file)
+    if require_values:
+        problems.extend(missing)
+    else:
+        values.update({name: f"${{{name}}}" for name, _ in _references(raw, raw_steps) if name not in values})
     if plan is not None:
         problems.extend(_condition_problems(plan, values, file))
     if problems or plan is None:
@@ -121,7 +130,28 @@ def load_plan(
         secret_values=secrets,
         masker=Masker(secrets),
         plan_hash=hashlib.sha256(content).hexdigest(),
+        missing_values=() if require_values else tuple(missing),
     )
+
+
+def variable_names(path: str | os.PathLike[str]) -> frozenset[str] | None:
+    """Every variable a plan file declares or uses (``${NAME}`` anywhere in it, ``vars.NAME`` in a
+    condition); None when the file is not a readable JSON object (its own problem says so)."""
+    try:
+        content, raw, _ = _read(Path(path), str(path))
+    except PlanError:
+        return None
+    names: set[str] = set(raw["variables"]) if isinstance(raw.get("variables"), dict) else set()
+    names.update(find_references(content.decode("utf-8-sig")))  # one pass over the text, not per string
+    steps = raw.get("steps")
+    for step in steps if isinstance(steps, list) else []:
+        condition = step.get("condition") if isinstance(step, dict) else None
+        if isinstance(condition, str):
+            try:
+                names.update(compile_condition(condition).var_refs)
+            except ConditionError:
+                pass  # reported with the plan's problems
+    return frozenset(names)
 
 
 def _condition_problems(plan: Plan, variables: Mapping[str, str], file: str) -> list[Problem]:

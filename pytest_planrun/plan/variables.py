@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from .model import VariableSpec
 
@@ -64,6 +65,24 @@ def resolve_variables(
         if spec.secret and values.get(name):
             secrets.append(values[name])
     return values, tuple(secrets)
+
+
+def unknown_given(given: Iterable[str], known: Collection[str]) -> list[str]:
+    """One message per ``--var`` name that no plan of the run declares or uses: a typo
+    (``--var BRANH=x``) is a usage error, not a value silently ignored."""
+    messages = []
+    for name in given:
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        if close:
+            hint = f"did you mean {close[0]}?"
+        elif known:
+            hint = "the plans' variables are " + ", ".join(sorted(known))
+        else:
+            hint = "the plans have no variables"
+        messages.append(f"--var {name}: no plan in this run declares or uses a variable {name} ({hint})")
+    return messages
 
 
 class Masker:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import sys
@@ -13,7 +14,11 @@ from types import FrameType
 import pytest
 
 from ..core.graph import topological_order
+from ..ledger.directory import make_ledger_dir
 from ..plan import LoadedPlan, Masker, PlanError, load_plan
+from ..plan.load import variable_names
+from ..plan.packaged import PlanNotFound, find_plan
+from ..plan.variables import unknown_given
 from ..run.records import ALLOWED_FAILURE
 from ..run.step import RunContext
 from .controller import default_run_dir
@@ -34,19 +39,30 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def load_plans(settings: Settings) -> list[LoadedPlan]:
-    """Load and validate every ``--plan``; all problems of all plans in one usage error."""
+    """Load and validate every ``--plan`` (a file, or a packaged plan's name); all problems of all
+    plans, and every ``--var`` that none of them declares or uses, in one usage error."""
     plans: list[LoadedPlan] = []
     problems: list[str] = []
     loaded: set[Path] = set()
+    known: set[str] | None = set()
     for given in settings.plans:
-        path = Path(os.path.abspath(settings.invocation_dir / given))  # as pytest spells its args
+        try:
+            path, display = find_plan(given, settings.invocation_dir)
+        except PlanNotFound as error:
+            problems.append(str(error))
+            known = None  # a plan we cannot read may use any name
+            continue
         if (real := path.resolve()) in loaded:
             continue  # the same plan named twice
         loaded.add(real)
+        names = variable_names(path)
+        known = None if names is None or known is None else known | names
         try:
-            plans.append(load_plan(path, settings.variables, display_path=given))
+            plans.append(load_plan(path, settings.variables, display_path=display))
         except PlanError as error:
             problems.extend(str(p) for p in error.problems)
+    if known is not None:  # the cause first: a typo'd --var leaves the real name without a value
+        problems[:0] = unknown_given(settings.variables, known)
     seen: dict[str, str] = {}
     for plan in plans:
         for step in plan.steps:
@@ -61,6 +77,53 @@ def load_plans(settings: Settings) -> list[LoadedPlan]:
     return plans
 
 
+def check_rootdir(config: pytest.Config, settings: Settings) -> None:
+    """Refuse a run whose rootdir pytest took from a plan path given as a separate argument.
+
+    pytest chooses its rootdir and configuration file (and applies that file's ``addopts``) from the
+    positional arguments before any plugin is imported, so in ``--plan /elsewhere/x.json`` it takes
+    the path for a test path; a plugin cannot undo that. ``--plan=PATH`` and packaged plan names are
+    not affected.
+    """
+    args = list(config.invocation_params.args)
+    separate = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--plan"]
+    if not separate:
+        return
+    expected = rootdir_without(config, separate)
+    if expected is None or expected == (config.rootpath, config.inipath):
+        return
+    given = separate[0]
+    raise pytest.UsageError(
+        f"--plan {given}: pytest took this plan path for a test path when it chose its rootdir "
+        f"({config.rootpath}, configuration {config.inipath or 'none'}, instead of {expected[0]}, "
+        f"configuration {expected[1] or 'none'}), "
+        f"before planrun's options are known; write --plan={given}, or run a packaged plan by name "
+        "(planrun plans lists them)"
+    )
+
+
+def rootdir_without(config: pytest.Config, dropped: list[str]) -> tuple[Path, Path | None] | None:
+    """The rootdir and configuration file pytest would have chosen without the ``dropped`` arguments;
+    None if this pytest's internals differ from what is expected here (the check is then skipped)."""
+    try:
+        from _pytest.config.findpaths import determine_setup
+
+        namespace = config.known_args_namespace
+        positional = [a for a in namespace.file_or_dir if a not in dropped] if namespace.file_or_dir else []
+        kwargs: dict[str, object] = {
+            "inifile": namespace.inifilename,
+            "args": positional,
+            "rootdir_cmd_arg": namespace.rootdir or None,
+            "invocation_dir": config.invocation_params.dir,
+        }
+        if "override_ini" in inspect.signature(determine_setup).parameters:
+            kwargs["override_ini"] = namespace.override_ini
+        root, inipath = determine_setup(**kwargs)[:2]  # type: ignore[arg-type]
+    except (ImportError, TypeError, AttributeError):
+        return None
+    return Path(root), None if inipath is None else Path(inipath)
+
+
 def is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
@@ -73,6 +136,7 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         return
     # plans run planrun's own helpers (plans/safe_merge.json) with the interpreter pytest runs on
     os.environ.setdefault("PLANRUN_PYTHON", sys.executable)
+    check_rootdir(config, settings)
     plans = load_plans(settings)  # a broken plan is a usage error: exit 4, nothing runs
     config.stash[plans_key] = plans
     if is_worker(config) or not config.pluginmanager.hasplugin("xdist"):
@@ -121,6 +185,18 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(XdistHooks(config), "planrun-xdist")
 
 
+@pytest.hookimpl(wrapper=True)  # before the controller opens the run's directory
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    config = session.config
+    settings = config.stash.get(settings_key, None)
+    if settings is not None and settings.plans and not is_worker(config) and not config.option.collectonly:
+        if settings.ledger is not None:
+            make_ledger_dir(settings.ledger.parent)
+        if settings.run_dir is None:  # runs/<run_id> in the ledger's directory (.ledger/ without a ledger)
+            make_ledger_dir(config.stash[runtime_key].context.run_dir.parent.parent)
+    return (yield)
+
+
 def _merged_masker(plans: list[LoadedPlan]) -> Masker:
     return Masker(v for p in plans for v in p.masker.secrets)
 
@@ -146,10 +222,30 @@ def _terminate_like_interrupt() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
+def _outside(config: pytest.Config, path: Path) -> bool:
+    return path != config.rootpath and config.rootpath not in path.parents
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> PlanFile | None:
     runtime = parent.config.stash.get(runtime_key, None)
-    if runtime is not None and file_path in runtime.plans:
-        return PlanFile.from_parent(parent, path=file_path)
+    if runtime is None or file_path not in runtime.plans:
+        return None
+    if _outside(parent.config, file_path):
+        # pytest names a file outside the rootdir '' (`::preflight`, a progress line reading `.`):
+        # a packaged plan, or one given as --plan=/elsewhere/x.json, is named by its file name
+        return PlanFile.from_parent(parent, path=file_path, nodeid=file_path.name)
+    return PlanFile.from_parent(parent, path=file_path)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """A directory outside the rootdir that leads to a plan is a plain directory, never a Python
+    package: the package holding packaged plans is not imported as a test package."""
+    runtime = parent.config.stash.get(runtime_key, None)
+    if runtime is None or not _outside(parent.config, path):
+        return None
+    if any(path in plan.parents for plan in runtime.plans):
+        return pytest.Dir.from_parent(parent, path=path)
     return None
 
 

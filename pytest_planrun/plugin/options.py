@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-PLAN_HELP = "Plan file (JSON) to run as pytest items; repeatable"
+PLAN_HELP = (
+    "Plan to run as pytest items: a JSON file (outside the rootdir write --plan=PATH) or the name of a plan "
+    "shipped with planrun (planrun plans lists them); repeatable"
+)
 VAR_HELP = "Set a plan variable; repeatable"
 LEDGER_HELP = "SQLite ledger to record runs in (default: .ledger/framework.db)"
 RUN_DIR_HELP = "Directory for attempt logs and events (default: runs/<run_id> beside the ledger)"
@@ -26,7 +29,7 @@ def parse_var(text: str) -> tuple[str, str]:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("planrun", "Run JSON plans of command steps")
-    group.addoption("--plan", action="append", default=[], metavar="PATH", help=PLAN_HELP)
+    group.addoption("--plan", action="append", default=[], metavar="PLAN", help=PLAN_HELP)
     group.addoption("--var", action="append", default=[], type=parse_var, metavar="NAME=VALUE", help=VAR_HELP)
     group.addoption("--ledger", metavar="PATH", default=None, help=LEDGER_HELP)
     group.addoption("--no-ledger", action="store_true", default=False, help="Do not record the run in a ledger")

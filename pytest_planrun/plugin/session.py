@@ -178,7 +178,7 @@ class ControllerPlugin:
 def _ledger_recorder(settings: Settings, context: RunContext) -> RunObserver | None:
     if settings.ledger is None:
         return None
-    return LedgerRecorder(settings.ledger, context.run_dir)
+    return LedgerRecorder(settings.ledger, context.run_dir, given=tuple(settings.variables))
 
 
 def _expected_durations(settings: Settings, plans: list[LoadedPlan]) -> dict[str, float] | None:

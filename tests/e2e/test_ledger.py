@@ -44,11 +44,13 @@ def only_run(db: Path) -> dict[str, Any]:
 
 
 def test_a_run_with_every_outcome_is_recorded(run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]) -> None:
-    result = run_plan(every_outcome(), *mode, "--var", "TOKEN=abc")
+    secret = {"variables": {"TOKEN": {"secret": True}}}
+    result = run_plan(every_outcome(), *mode, "--var", "TOKEN=abc", plan_fields=secret)
     assert result.ret == 1
     db = pytester.path / ".ledger" / "framework.db"
     run = only_run(db)
     assert run["state"] == "failed" and run["exit_code"] == 1
+    assert run["variables"] == {"TOKEN": "***"}
     rows = queries.get_run_steps(db, run["run_id"])
     by_step: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
