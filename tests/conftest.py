@@ -15,6 +15,16 @@ class RunPlan(Protocol):
     def __call__(self, steps: list[dict[str, Any]], *args: str, **globals_: Any) -> pytest.RunResult: ...
 
 
+@pytest.fixture(autouse=True)
+def own_lock_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's runs take their OS locks in a folder of their own: lock names repeat across tests
+    (and the default folder is per user), so tests running at once under xdist, or another checkout's
+    suite, would otherwise wait on each other's locks."""
+    path = tmp_path_factory.mktemp("locks")
+    monkeypatch.setenv("PLANRUN_LOCK_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def write_plan(pytester: pytest.Pytester) -> Callable[..., Path]:
     def write(steps: list[dict[str, Any]], name: str = "plan.json", **globals_: Any) -> Path:
