@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -110,3 +111,10 @@ def survivors(pids: list[int], timeout: float = 10.0) -> list[int]:
     while (left := [p for p in pids if alive(p)]) and time.monotonic() < deadline:
         time.sleep(0.02)
     return left
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """Kill a pytest run the test started, if it is still going (a finalizer: the test failed early)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()

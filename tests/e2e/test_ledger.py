@@ -17,7 +17,7 @@ from typing import Any
 
 import psutil
 import pytest
-from planhelpers import alive, kill_run_processes, sh, step, wait_for, write_pid
+from planhelpers import alive, kill_run_processes, sh, step, stop, wait_for, write_pid
 
 from conftest import RunPlan
 from pytest_planrun.ledger import queries
@@ -141,7 +141,7 @@ def test_a_killed_controller_leaves_a_run_that_is_later_marked_canceled(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    request.addfinalizer(lambda: proc.poll() is None and proc.kill())
+    request.addfinalizer(lambda: stop(proc))
     orphan = psutil.Process(int(wait_for(pytester.path / "long.pid")))
     run_id = orphan.environ()["PLANRUN_RUN_ID"]  # read now: once the test kills it, it is gone
     request.addfinalizer(lambda: kill_run_processes(run_id))  # whatever the assertions below say

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from planhelpers import kill_run_processes, processes_of_run, sh, survivors, wait_for, write_pid
+from planhelpers import kill_run_processes, processes_of_run, sh, stop, survivors, wait_for, write_pid
 
 from pytest_planrun.ledger import queries
 
@@ -34,7 +34,7 @@ def test_interrupt_kills_the_running_tree(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    request.addfinalizer(lambda: proc.poll() is None and proc.kill())
+    request.addfinalizer(lambda: stop(proc))
     tree = [psutil.Process(int(wait_for(pytester.path / n))) for n in ("child.pid", "grandchild.pid")]
     # the run's id reached the bottom of the tree: what lets the run find a process that escaped it
     run_id = tree[1].environ()["PLANRUN_RUN_ID"]
