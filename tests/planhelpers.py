@@ -10,6 +10,8 @@ from typing import Any
 
 import psutil
 
+from pytest_planrun.ledger import queries
+
 PY = sys.executable
 DATA = Path(__file__).parent / "data"
 COMPAT = DATA / "compat"  # plans of the earlier orchestrator, copied unchanged (test_data_copies.py)
@@ -118,3 +120,15 @@ def stop(proc: subprocess.Popen[Any]) -> None:
     if proc.poll() is None:
         proc.kill()
         proc.wait()
+
+
+def ledger_of(root: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The attempts and the events of the one run recorded in ``root``'s default ledger, in order."""
+    db = root / ".ledger" / "framework.db"
+    (run,) = queries.list_runs(db)
+    return queries.get_run_steps(db, run["run_id"]), queries.get_run_events(db, run["run_id"])
+
+
+def event_order(events: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    """``(event_type, step_id)`` in the order the controller recorded them (its decisions' order)."""
+    return [(e["event_type"], e["data"].get("step_id")) for e in events]
