@@ -20,5 +20,6 @@ if grep -rnwE 'pkill|killall|pgrep' tests; then
     echo "error: tests/ must not find or kill processes by name (pkill, killall, pgrep)" >&2
     exit 1
 fi
-# Two workers (the reference machine has two cores); worksteal evens out the long end-to-end tests.
-.venv/bin/python -m pytest -n "${PLANRUN_TEST_WORKERS:-2}" --dist worksteal "$@"
+# Three workers for two cores: the runs under test spend part of their time waiting (steps that sleep,
+# time out or wait for a file), and a third test fills that; worksteal evens out the long end-to-end tests.
+.venv/bin/python -m pytest -n "${PLANRUN_TEST_WORKERS:-3}" --dist worksteal "$@"

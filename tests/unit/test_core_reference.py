@@ -77,7 +77,7 @@ def assert_agrees(core: RunCore, finish: Finish, expected: dict[str, Verdict], s
     assert finish.state == state, (finish, state)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(model_plans(), st.randoms(use_true_random=False))
 def test_a_serial_core_agrees_with_the_reference(steps: list[ModelStep], rnd: Random) -> None:
     # one slot: what has run when a step aborts is the order the core chose, given to the model
@@ -86,7 +86,7 @@ def test_a_serial_core_agrees_with_the_reference(steps: list[ModelStep], rnd: Ra
     assert_agrees(core, finish, expected, state)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(model_plans(critical_abort=False), st.integers(2, 4), st.randoms(use_true_random=False))
 def test_a_parallel_core_agrees_with_the_reference_in_any_finish_order(
     steps: list[ModelStep], slots: int, rnd: Random
