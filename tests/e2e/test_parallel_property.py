@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from planhelpers import ledger_of, plan_doc, stamped, stamps
 from reference_model import REASONS, ModelStep, Policy, Verdict, run
@@ -61,7 +61,21 @@ def verdicts_of(result: pytest.RunResult) -> dict[str, str]:
     return found
 
 
+# Every rule at least once, whatever hypothesis draws: continue, a retry that passes, an allowed
+# failure that skips its dependent, and an abort that cancels what has not run.
+EVERY_RULE = [
+    ModelStep("s0"),
+    ModelStep("s1", on_failure="continue", failures=9),
+    ModelStep("s2", ("s1",)),
+    ModelStep("s3", retries=1, failures=1),
+    ModelStep("s4", failures=9, critical=False),
+    ModelStep("s5", ("s4",)),
+    ModelStep("s6", ("s2", "s3"), failures=9),
+]
+
+
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(plan=(EVERY_RULE, 2, 1), durations=["0"] * 7)
 @given(random_plans(), st.lists(st.sampled_from(["0", "0.05", "0.2"]), min_size=7, max_size=7))
 def test_random_plans_run_in_parallel_like_the_reference(
     pytester: pytest.Pytester, plan: tuple[list[ModelStep], int, int], durations: list[str]
