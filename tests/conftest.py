@@ -15,6 +15,24 @@ class RunPlan(Protocol):
     def __call__(self, steps: list[dict[str, Any]], *args: str, **globals_: Any) -> pytest.RunResult: ...
 
 
+# Hypothesis's pytest plugin costs each interpreter that loads it about 0.6 s of CPU; the runs under
+# test (and each of their xdist workers) never use it, and they are most of the suite's time.
+INNER_ADDOPTS = "-p no:hypothesispytest"
+
+
+@pytest.fixture(autouse=True)
+def run_environment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What every pytest run a test starts inherits: its own lock folder (lock names repeat across
+    tests and the default folder is per user, so tests running at once under xdist, or another
+    checkout's suite, would wait on each other's locks) and the options above."""
+    if "pytester" in request.fixturenames:
+        request.getfixturevalue("pytester")  # it clears PYTEST_ADDOPTS when it starts: set ours after
+    monkeypatch.setenv("PLANRUN_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
+    monkeypatch.setenv("PYTEST_ADDOPTS", INNER_ADDOPTS)
+
+
 @pytest.fixture
 def write_plan(pytester: pytest.Pytester) -> Callable[..., Path]:
     def write(steps: list[dict[str, Any]], name: str = "plan.json", **globals_: Any) -> Path:

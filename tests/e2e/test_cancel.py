@@ -11,19 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
-from planhelpers import plan_doc, sh, step
+from planhelpers import alive, plan_doc, sh, step, stop
 
 from pytest_planrun.cli import main as planrun
 from pytest_planrun.ledger import queries
-
-
-def alive(pid: int) -> bool:
-    try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
 
 
 def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
@@ -34,10 +26,18 @@ def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
     return found
 
 
-def start_run(root: Path, steps: list[dict[str, Any]], *args: str, max_concurrency: int) -> subprocess.Popen[str]:
-    (root / "plan.json").write_text(json.dumps(plan_doc(steps, max_concurrency=max_concurrency)))
-    command = [sys.executable, "-m", "pytest", "--plan", "plan.json", "-p", "no:cacheprovider", "-rs", *args]
-    return subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+@pytest.fixture
+def start_run(request: pytest.FixtureRequest) -> Callable[..., subprocess.Popen[str]]:
+    """Start a run of ``steps`` in ``root``; a test that fails early leaves nothing running."""
+
+    def start(root: Path, steps: list[dict[str, Any]], *args: str, max_concurrency: int) -> subprocess.Popen[str]:
+        (root / "plan.json").write_text(json.dumps(plan_doc(steps, max_concurrency=max_concurrency)))
+        command = [sys.executable, "-m", "pytest", "--plan", "plan.json", "-p", "no:cacheprovider", "-rs", *args]
+        proc = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        request.addfinalizer(lambda: stop(proc))
+        return proc
+
+    return start
 
 
 def live_run(db: Path) -> str:
@@ -46,7 +46,9 @@ def live_run(db: Path) -> str:
 
 
 @pytest.mark.parametrize("mode", [[], ["-n", "2"]], ids=["serial", "xdist"])
-def test_cancel_one_step_of_a_live_run(pytester: pytest.Pytester, mode: list[str]) -> None:
+def test_cancel_one_step_of_a_live_run(
+    pytester: pytest.Pytester, start_run: Callable[..., subprocess.Popen[str]], mode: list[str]
+) -> None:
     root = pytester.path
     proc = start_run(
         root,
@@ -81,7 +83,9 @@ def test_cancel_one_step_of_a_live_run(pytester: pytest.Pytester, mode: list[str
     assert not (Path(run["run_dir"]) / "control").exists()  # the channel closes with the run
 
 
-def test_cancel_a_whole_run_and_what_cannot_be_cancelled(pytester: pytest.Pytester) -> None:
+def test_cancel_a_whole_run_and_what_cannot_be_cancelled(
+    pytester: pytest.Pytester, start_run: Callable[..., subprocess.Popen[str]]
+) -> None:
     root = pytester.path
     proc = start_run(root, [sh("long", "echo $$ > long.pid; sleep 60")], "-n", "2", max_concurrency=2)
     db = root / ".ledger" / "framework.db"

@@ -11,13 +11,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
-from planhelpers import sh, step
+from planhelpers import alive, kill_run_processes, sh, step, stop, wait_for, write_pid
 
 from conftest import RunPlan
 from pytest_planrun.ledger import queries
@@ -134,28 +134,31 @@ def test_eight_concurrent_runs_lose_nothing(pytester: pytest.Pytester, write_pla
 
 
 def test_a_killed_controller_leaves_a_run_that_is_later_marked_canceled(
-    pytester: pytest.Pytester, write_plan: Callable[..., Path]
+    pytester: pytest.Pytester, write_plan: Callable[..., Path], request: pytest.FixtureRequest
 ) -> None:
-    write_plan([sh("long", "touch started; sleep 300")])
+    write_plan([sh("long", f"{write_pid('long.pid')}; exec sleep 300")])
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "--plan", "plan.json", "-q", "-p", "no:cacheprovider"],
         cwd=pytester.path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
-    while not (pytester.path / "started").exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    request.addfinalizer(lambda: stop(proc))
+    orphan = psutil.Process(int(wait_for(pytester.path / "long.pid")))
+    run_id = orphan.environ()["PLANRUN_RUN_ID"]  # read now: once the test kills it, it is gone
+    request.addfinalizer(lambda: kill_run_processes(run_id))  # whatever the assertions below say
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     db = pytester.path / ".ledger" / "framework.db"
     run = only_run(db)  # listing detects the dead controller
+    assert run["run_id"] == run_id
     assert run["state"] == "canceled"
     assert f"controller process {proc.pid} is gone" == run["error_message"]
     rows = queries.get_run_steps(db, run["run_id"])
     assert [r["state"] for r in rows] == ["canceled"]
-    subprocess.run(["pkill", "-f", "sleep 300"], check=False)  # the orphan of a SIGKILLed controller
+    # no controller was left to sweep the step's process: the test ends it, and only what this run started
+    assert set(kill_run_processes(run_id)) <= {orphan.pid}
+    assert not alive(orphan.pid)
 
 
 def test_resume_runs_only_what_did_not_succeed(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
@@ -186,7 +189,8 @@ def test_last_failed_resumes_the_plans_last_run(
             sh("c", "touch c.$$", depends_on=["b"]),
             sh("d", "touch d.$$"),
         ],
-        max_concurrency=2,
+        # serial: one step at a time runs in pytest's own process (a cap of 2 would start workers)
+        max_concurrency=2 if workers else 1,
     )
 
     def run(*args: str) -> pytest.RunResult:

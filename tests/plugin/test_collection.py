@@ -7,11 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from planhelpers import plan_doc, sh, stamped, stamps, step
+from planhelpers import COMPAT, plan_doc, sh, stamped, stamps, step
 
 from conftest import RunPlan
-
-COMPAT = Path(__file__).resolve().parents[3] / "shared" / "compat"
 
 
 def test_compat_simple_plan_runs_with_four_passed(pytester: pytest.Pytester, mode: list[str]) -> None:

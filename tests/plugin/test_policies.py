@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import psutil
 import pytest
-from planhelpers import sh, stamped, stamps, step
+from planhelpers import alive, processes_of_run, sh, stamped, stamps, step
 
 from conftest import RunPlan
+from pytest_planrun.ledger import queries
 
 
 def test_all_succeed_in_dependency_order(run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]) -> None:
@@ -118,7 +115,7 @@ def test_timeout_kills_the_whole_process_tree(run_plan: RunPlan, pytester: pytes
     result.stdout.fnmatch_lines(["*timed out after 1 s*"])
     for name in ("child.pid", "grandchild.pid"):
         pid = int((pytester.path / name).read_text())
-        assert not _alive(pid), f"{name} {pid} survived the timeout"
+        assert not alive(pid), f"{name} {pid} survived the timeout"
 
 
 def test_failure_report_shows_command_output_and_logs_not_a_traceback(run_plan: RunPlan, mode: list[str]) -> None:
@@ -158,21 +155,17 @@ def assert_outcomes(result: pytest.RunResult, **expected: int) -> None:
     assert {k: outcomes.get(k, 0) for k in expected} == expected, outcomes
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
-
-
 def test_no_step_process_survives(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
-    # A step that leaves a daemon behind in its own session: the sweep ends it with the run.
+    # A step that leaves a daemon behind in its own session: the sweep ends it with the run. The daemon
+    # reports the run id it inherited through a pipe, so it is known to run before the step ends.
     script = (
-        "python3 -c \"import subprocess; p = subprocess.Popen(['sleep', '300'], start_new_session=True); "
-        "open('daemon.pid', 'w').write(str(p.pid))\""
+        "python3 -c \"import subprocess; p = subprocess.Popen(['sh', '-c', 'echo $PLANRUN_RUN_ID; exec sleep 300'], "
+        "stdout=subprocess.PIPE, start_new_session=True); "
+        "open('daemon.run', 'wb').write(p.stdout.readline()); open('daemon.pid', 'w').write(str(p.pid))\""
     )
     result = run_plan([sh("daemon", script)])
     result.assert_outcomes(passed=1)
-    assert not _alive(int((pytester.path / "daemon.pid").read_text()))
-    assert os.environ.get("PLANRUN_RUN_ID") is None
-    assert Path(pytester.path / "daemon.pid").exists()
+    (run,) = queries.list_runs(pytester.path / ".ledger" / "framework.db")
+    assert (pytester.path / "daemon.run").read_text().strip() == run["run_id"]
+    assert not alive(int((pytester.path / "daemon.pid").read_text()))
+    assert processes_of_run(run["run_id"]) == []

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from planhelpers import COMPAT
 from pydantic import ValidationError
 
 from pytest_planrun.plan import (
@@ -23,7 +24,6 @@ from pytest_planrun.plan import (
     plan_json_schema,
 )
 
-COMPAT = Path(__file__).parents[3] / "shared" / "compat"
 REPO = Path(__file__).parents[2]
 
 WritePlan = Callable[..., Path]

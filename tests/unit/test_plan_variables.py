@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from planhelpers import COMPAT
 
 from pytest_planrun.plan import (
     LoadedPlan,
@@ -22,7 +23,6 @@ from pytest_planrun.plan import (
     substitute,
 )
 
-COMPAT = Path(__file__).parents[3] / "shared" / "compat"
 FILE = "plans/vars.json"
 
 Load = Callable[..., LoadedPlan]

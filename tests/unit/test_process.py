@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import threading
-import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -66,11 +66,22 @@ def test_a_secret_split_across_two_chunks_is_masked(tmp_path: Path) -> None:
 
 def test_cancel_from_another_thread_kills_the_tree_at_once(tmp_path: Path) -> None:
     token = CancelToken()
-    threading.Timer(0.3, token.cancel, args=("cancelled: 'lint' failed (abort)",)).start()
-    started = time.monotonic()
-    outcome = run_attempt(spec(tmp_path, "sh", "-c", "sleep 60 & echo $! > child; wait"), token)
-    assert time.monotonic() - started < 20
-    assert outcome.cancelled == "cancelled: 'lint' failed (abort)"
+    ready = tmp_path / "ready"
+    os.mkfifo(ready)
+
+    def cancel_once_running() -> None:
+        with ready.open() as fifo:  # opens when the step opens it to write: its child is started by then
+            fifo.read()
+        token.cancel("cancelled: 'lint' failed (abort)")
+
+    canceller = threading.Thread(target=cancel_once_running, daemon=True)
+    canceller.start()
+    script = "sleep 60 & echo $! > child; echo started > ready; wait"
+    outcome = run_attempt(spec(tmp_path, "sh", "-c", script, timeout=30.0), token)
+    canceller.join(timeout=30)
+    # the cancel ended it, not the deadline nor the 60 s child
+    assert outcome.cancelled == "cancelled: 'lint' failed (abort)" and not outcome.timed_out
+    assert outcome.exit_code is not None and outcome.exit_code < 0  # killed by a signal
     assert gone(int((tmp_path / "child").read_text()))
 
 
@@ -87,8 +98,9 @@ def test_timeout_kills_a_child_in_its_own_session(tmp_path: Path) -> None:
         "import subprocess, time; p = subprocess.Popen(['sleep', '60'], start_new_session=True); "
         "open('escaped', 'w').write(str(p.pid)); time.sleep(60)"
     )
-    outcome = run_attempt(spec(tmp_path, sys.executable, "-c", code, timeout=1.0, kill_grace=0.5))
-    assert outcome.timed_out and outcome.error == "timed out after 1 s"
+    # the deadline must pass after the child started (not a race with the interpreter's start-up)
+    outcome = run_attempt(spec(tmp_path, sys.executable, "-c", code, timeout=3.0, kill_grace=0.5))
+    assert outcome.timed_out and outcome.error == "timed out after 3 s"
     assert gone(int((tmp_path / "escaped").read_text()))
 
 
@@ -101,10 +113,11 @@ def test_tail_is_bounded_and_says_where_the_rest_is(tmp_path: Path) -> None:
 
 
 def test_sweep_finds_processes_by_their_run_marker(tmp_path: Path) -> None:
-    env = {**os.environ, "PLANRUN_RUN_ID": "sweep-test", "PLANRUN_STEP_ID": "s"}
+    run_id = f"sweep-test-{uuid.uuid4().hex}"  # unique: a sweep kills whatever carries this id
+    env = {**os.environ, "PLANRUN_RUN_ID": run_id, "PLANRUN_STEP_ID": "s"}
     child = subprocess.Popen(["sleep", "60"], env=env)
     try:
-        assert child.pid in sweep_orphans("sweep-test", "s")
+        assert child.pid in sweep_orphans(run_id, "s")
         child.wait(timeout=10)
     finally:
         if child.poll() is None:
