@@ -12,15 +12,15 @@ from types import FrameType
 
 import pytest
 
-from ..core.graph import topological_order
+from ..core.graph import assumed_succeeded, topological_order
+from ..core.state import Verdict
 from ..plan import LoadedPlan, Masker, PlanError, load_plan
-from ..run.records import ALLOWED_FAILURE
 from ..run.step import RunContext
 from .controller import default_run_dir
 from .items import PlanFile, Runtime, StepFailed, StepItem, marker_name, record_key, runtime_key, ticket_key
 from .options import Settings
 from .options import pytest_addoption as pytest_addoption  # noqa: F401  (a hook)
-from .report import assumed_lines
+from .report import assumed_lines, provisional_label
 from .session import ControllerPlugin, WorkerLoop
 
 settings_key = pytest.StashKey[Settings]()
@@ -167,13 +167,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
     """Say which dependencies of selected steps were deselected and are taken as succeeded."""
-    selected = {item.step.id for item in items if isinstance(item, StepItem)}
-    assumed = {
-        item.step.id: [d for d in item.step.depends_on if d not in selected]
-        for item in items
-        if isinstance(item, StepItem)
-    }
-    return assumed_lines({step_id: deps for step_id, deps in assumed.items() if deps})
+    deps = {item.step.id: item.step.depends_on for item in items if isinstance(item, StepItem)}
+    return assumed_lines(assumed_succeeded(deps))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -210,18 +205,9 @@ def pytest_runtest_makereport(
     if record is not None:
         data["record"] = record.to_dict()
         del item.stash[record_key]
-    elif report.skipped:
-        data["cancelled"] = True
-    will_retry = bool(ticket and ticket.will_retry)
-    data["will_retry"] = will_retry
     report.planrun = data  # type: ignore[attr-defined]
-    if call.excinfo is not None and isinstance(call.excinfo.value, StepFailed):
-        failure = call.excinfo.value
-        if will_retry:
-            report.outcome = "rerun"  # type: ignore[assignment]  # rerunfailures' category
-        elif not item.step.critical:
-            report.outcome = "skipped"
-            report.wasxfail = f"{ALLOWED_FAILURE}: {failure.headline()}"
+    if record is not None and call.excinfo is not None and isinstance(call.excinfo.value, StepFailed):
+        provisional_label(report, ticket.if_failed if ticket else Verdict.FAILED, record)
     return report
 
 

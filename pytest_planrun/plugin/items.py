@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from ..core.state import Verdict
 from ..plan import LoadedPlan, ResolvedStep
 from ..run.process import CancelToken, tail
 from ..run.records import AttemptRecord
@@ -24,7 +25,7 @@ class Ticket:
     """What the driver tells an item before it runs: which attempt this is and how to cancel it."""
 
     attempt: int
-    will_retry: bool
+    if_failed: Verdict  # what the core foresaw for a failure of this attempt (``Start.if_failed``)
     token: CancelToken
     worker: str = "main"
 
@@ -56,9 +57,7 @@ class StepFailed(Exception):
 
     def headline(self) -> str:
         """One line, fit for a dashboard: "exit code 2 after 3 attempts", "timed out after 5 s"."""
-        record = self.record
-        what = record.error or f"exit code {record.exit_code}"
-        return f"{what} after {record.attempt} attempts" if record.attempt > 1 else what
+        return self.record.headline()
 
     def describe(self) -> str:
         record = self.record
@@ -135,9 +134,8 @@ class StepItem(pytest.Item):
         runtime = self.config.stash[runtime_key]
         ticket = self.stash.get(ticket_key, None)
         if ticket is None:  # run by a loop that is not ours (e.g. a plugin's own runtestloop)
-            ticket = Ticket(attempt=1, will_retry=False, token=CancelToken())
-        if ticket.token.reason is not None:
-            raise pytest.skip.Exception(ticket.token.reason, _use_item_location=True)
+            ticket = Ticket(attempt=1, if_failed=Verdict.FAILED, token=CancelToken())
+        # a token cancelled before the attempt began gives a cancelled record without a process
         record = execute_attempt(self.step, ticket.attempt, runtime.context, worker=ticket.worker, token=ticket.token)
         self.stash[record_key] = record
         if record.state == "succeeded":

@@ -14,6 +14,7 @@ import pytest
 
 from ..core.conditions import compile_condition
 from ..core.graph import transitive_dependents
+from ..core.state import Start, Verdict
 from ..ledger.queries import RESUMED_PREFIX, last_run, previous_durations, succeeded_steps
 from ..ledger.writer import LedgerRecorder
 from ..plan import LoadedPlan
@@ -90,6 +91,9 @@ class ControllerPlugin:
 
     @pytest.hookimpl(tryfirst=True)  # before pytest's own loop, which would run items in list order
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        # pytest decides when a run must stop (``-x``, ``--maxfail``, ``--sw``); the controller reads
+        # it before every batch of actions, in serial and xdist runs alike
+        self.controller.stop_reason = lambda: str(session.shouldfail or session.shouldstop or "") or None
         if not session.config.option.collectonly:
             self.control.open()  # `planrun cancel RUN STEP` from here on
         if self.config.pluginmanager.has_plugin("dsession"):
@@ -115,33 +119,25 @@ class ControllerPlugin:
         controller = self.controller
         controller.build(make_places(self.config, controller, [i.nodeid for i in steps.values()]), slots=1)
 
-        def run_step(step_id: str, attempt: int) -> None:
-            item = steps[step_id]
-            assert controller.core is not None
+        def run_step(start: Start) -> None:
+            item = steps[start.step_id]
             token = CancelToken()
-            item.stash[ticket_key] = Ticket(attempt, controller.core.will_retry(step_id, attempt), token)
-            controller.requests.track(step_id, token)
-            controller.started(step_id, attempt, "main")
+            item.stash[ticket_key] = Ticket(start.attempt, start.if_failed, token)
+            controller.requests.track(start.step_id, token)
             try:
                 item.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
             finally:
-                controller.requests.track(step_id, None)
-
-        def should_stop() -> str | None:
-            if session.shouldfail:
-                return f"cancelled: {session.shouldfail}"
-            if session.shouldstop:
-                return f"cancelled: {session.shouldstop}"
-            return None
+                controller.requests.track(start.step_id, None)
 
         try:
             # sleeping until a retry is due, a cancel request ends the sleep early
-            drive_serially(controller, run_step, should_stop, sleep=controller.requests.wait)
+            drive_serially(controller, run_step, sleep=controller.requests.wait)
         except KeyboardInterrupt:
             controller.interrupt("cancelled: interrupted")
             raise
         return True
 
+    @pytest.hookimpl(tryfirst=True)  # the core's verdict labels the report before anyone reads it
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.controller.on_report(report)
         node = getattr(report, "node", None)  # xdist's worker that sent the report
@@ -269,7 +265,7 @@ class WorkerLoop:
             index = job["index"]
             item = session.items[index]
             if isinstance(item, StepItem) and "token" in job:
-                item.stash[ticket_key] = Ticket(job["attempt"], job["will_retry"], job["token"], self.workerid)
+                item.stash[ticket_key] = Ticket(job["attempt"], Verdict(job["if_failed"]), job["token"], self.workerid)
             interactor.item_index = index  # xdist's report hook tags reports with it
             start = time.perf_counter()
             self.config.hook.pytest_runtest_protocol(item=item, nextitem=None)

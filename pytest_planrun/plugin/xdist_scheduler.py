@@ -179,9 +179,6 @@ class DagScheduling:
         self._dispatch()
 
     def _dispatch(self) -> None:
-        stop = getattr(self._dsession, "shouldstop", None)
-        if stop:
-            self.controller.interrupt(f"cancelled: {stop}")
         for action in self.controller.take_actions():
             if isinstance(action, Start):
                 self._starts.append(action)
@@ -193,23 +190,20 @@ class DagScheduling:
                 timer.daemon = True
                 timer.start()
                 self._timers.append(timer)
-        while self._idle and (self._starts or (self._plain and not stop)):
-            node = self._idle.popleft()
+        stopping = self.controller.stop_reason() is not None
+        while self._idle and (self._starts or (self._plain and not stopping)):
             if self._starts:
                 start = self._starts.popleft()
-                place = self.controller.places[start.step_id]
-                index = self._index[place.nodeid]
+                node = self._idle[0]
+                if not self.controller.claim(start, node.gateway.id):
+                    continue  # a cancel overtook it: it never runs
+                self._idle.popleft()
+                index = self._index[self.controller.places[start.step_id].nodeid]
                 self._running[node] = (index, start.step_id)
-                assert self.controller.core is not None
-                self.controller.started(start.step_id, start.attempt, node.gateway.id)
-                node.sendcommand(
-                    "planrun_run",
-                    index=index,
-                    step_id=start.step_id,
-                    attempt=start.attempt,
-                    will_retry=self.controller.core.will_retry(start.step_id, start.attempt),
-                )
+                kwargs = {"index": index, "step_id": start.step_id, "attempt": start.attempt}
+                node.sendcommand("planrun_run", **kwargs, if_failed=start.if_failed.value)
             else:
+                node = self._idle.popleft()
                 index = self._plain.popleft()
                 self._running[node] = (index, None)
                 node.send_runtest_some([index])
@@ -219,12 +213,6 @@ class DagScheduling:
             if step_id == action.step_id:
                 node.sendcommand("planrun_cancel", step_id=step_id, reason=action.reason)
                 return
-        # Started by the core but not yet sent: it never reaches a worker.
-        for start in list(self._starts):
-            if start.step_id == action.step_id:
-                self._starts.remove(start)
-                assert self.controller.core is not None
-                self.controller.on_unsent(start.step_id, start.attempt)
 
     def shutdown(self) -> None:
         for timer in self._timers:
