@@ -24,6 +24,7 @@ from ..core.state import (
     ConditionLike,
     Ended,
     Finish,
+    RunState,
     Skip,
     Start,
     StepRule,
@@ -374,7 +375,7 @@ class PlanController:
     def finish(self, exit_code: int) -> None:
         """The session ended: tell observers how the run ended."""
         final = self.final
-        state: str = final.state if final is not None else "canceled"
+        state: RunState = final.state if final is not None else "canceled"
         message = final.reason if final is not None else "the run ended before every step did"
         now = time.time()
         for observer in self.observers:

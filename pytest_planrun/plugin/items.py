@@ -83,8 +83,15 @@ def _last_lines(path: Path, count: int) -> str:
 
 def marker_name(tag: str) -> str:
     """The registrable marker for a tag: pytest's marker registry cuts names at ':' (``phase:1`` would
-    register ``phase``), so ``--strict-markers`` needs ``phase_1``; the tag itself is a marker too."""
+    register ``phase``), so ``--strict-markers`` needs ``phase_1``."""
     return re.sub(r"\W", "_", tag)
+
+
+def marker_names(tag: str) -> tuple[str, ...]:
+    """The markers a tag gives its step: ``marker_name(tag)``, and the tag itself when the registry
+    can hold it (no ':' or '(', where pytest cuts a registered name)."""
+    names = (marker_name(tag),) if re.search(r"[:(]", tag) else (marker_name(tag), tag)
+    return tuple(dict.fromkeys(names))
 
 
 def step_lines(text: str) -> dict[str, int]:
@@ -119,10 +126,8 @@ class StepItem(pytest.Item):
         self.plan = plan
         self.line = line
         for tag in step.tags:
-            for name in dict.fromkeys((tag, marker_name(tag))):
-                mark = pytest.Mark(name, (), {}, _ispytest=True)
-                self.own_markers.append(mark)
-                self.keywords[name] = mark
+            for name in marker_names(tag):
+                self.add_marker(name)  # registered in pytest_configure, so --strict-markers holds
         if step.step.name:
             self.extra_keyword_matches.add(step.step.name)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
-import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -215,11 +215,7 @@ def _done_before(settings: Settings, plans: list[LoadedPlan]) -> tuple[dict[str,
 
 
 class WorkerLoop:
-    """Replaces xdist's worker loop: run each step the moment it arrives, and cancel on request.
-
-    xdist 3.8 remote.py takes the *next* index before running the current one, so a lone ready
-    step would wait for another to be sent; a DAG scheduler sends one step at a time.
-    """
+    """Replaces xdist's worker loop: run each step the moment it arrives, and cancel on request."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
@@ -227,49 +223,31 @@ class WorkerLoop:
         self.jobs: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         self.tokens: dict[str, CancelToken] = {}
 
-    def _interactor(self) -> Any:
-        for plugin in self.config.pluginmanager.get_plugins():
-            if type(plugin).__name__ == "WorkerInteractor":
-                return plugin
-        raise RuntimeError("xdist's WorkerInteractor is not registered on this worker")
+    def _on_run(self, job: dict[str, Any]) -> None:
+        # The token exists from now on, so a cancel that overtakes the start still lands.
+        job["token"] = self.tokens[job["step_id"]] = CancelToken()
+        self.jobs.put(job)
+
+    def _on_cancel(self, step_id: str, reason: str) -> None:
+        token = self.tokens.get(step_id)
+        if token is not None:
+            token.cancel(reason)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
-        interactor = self._interactor()
-        end = object()
+        from .xdist_seam import WorkerChannel
 
-        def handle(command: Any) -> None:
-            # Runs on execnet's receiver thread: a cancel must act while the main thread waits on a step.
-            if command is end:
-                self.jobs.put(None)
-                return
-            name, kwargs = command
-            if name == "planrun_run":
-                # The token exists from now on, so a cancel that overtakes the start still lands.
-                kwargs["token"] = self.tokens[kwargs["step_id"]] = CancelToken()
-                self.jobs.put(kwargs)
-            elif name == "planrun_cancel":
-                token = self.tokens.get(kwargs["step_id"])
-                if token is not None:
-                    token.cancel(kwargs["reason"])
-            elif name == "runtests":
-                for index in kwargs["indices"]:
-                    self.jobs.put({"index": index})
-            elif name == "shutdown":
-                self.jobs.put(None)
-            else:
-                interactor.handle_command(command)
-
-        interactor.channel.setcallback(handle, endmarker=end)
+        channel = WorkerChannel(self.config)
+        # on execnet's receiver thread: a cancel must act while the main thread waits on a step
+        channel.take_over(
+            self._on_run, self._on_cancel, lambda index: self.jobs.put({"index": index}), lambda: self.jobs.put(None)
+        )
         while (job := self.jobs.get()) is not None:
             index = job["index"]
             item = session.items[index]
             if isinstance(item, StepItem) and "token" in job:
                 item.stash[ticket_key] = Ticket(job["attempt"], Verdict(job["if_failed"]), job["token"], self.workerid)
-            interactor.item_index = index  # xdist's report hook tags reports with it
-            start = time.perf_counter()
-            self.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
-            interactor.sendevent("runtest_protocol_complete", item_index=index, duration=time.perf_counter() - start)
+            channel.run(index, partial(self.config.hook.pytest_runtest_protocol, item=item, nextitem=None))
             if session.shouldfail or session.shouldstop:
                 break
         return True

@@ -18,13 +18,12 @@ import pytest
 from ..core.state import Cancel, Start, Wait
 from .controller import PlanController
 from .report import assumed_lines
+from .xdist_seam import ControllerLoop, send_cancel, send_step
 
 if TYPE_CHECKING:
     from xdist.workermanage import WorkerController
 
 log = logging.getLogger(__name__)
-
-WAKE_EVENT = "planrun_wake"
 
 
 class DagScheduling:
@@ -47,11 +46,8 @@ class DagScheduling:
         self._nodeids: list[str] = []  # the collection, kept when the workers that sent it are gone
         self._started = False
         self._timers: list[threading.Timer] = []
-        self._dsession: Any = config.pluginmanager.getplugin("dsession")
-        if self._dsession is not None:
-            # xdist's controller loop dispatches ("name", kwargs) events to ``worker_<name>``: a
-            # timer (retry delay) or a crash report wakes the scheduler through that same queue.
-            setattr(self._dsession, f"worker_{WAKE_EVENT}", self._on_wake)
+        # a timer (retry delay) or a cancel request wakes the scheduler on xdist's loop thread
+        self._loop = ControllerLoop(config, self._on_wake)
         controller.on_new_actions = self._post_wake
         self._wake_posted = False
         self._lock = threading.Lock()
@@ -167,10 +163,10 @@ class DagScheduling:
 
     def _post_wake(self) -> None:
         with self._lock:
-            if self._wake_posted or self._dsession is None:
+            if self._wake_posted:
                 return
             self._wake_posted = True
-        self._dsession.queue.put((WAKE_EVENT, {}))
+        self._loop.wake()
 
     def _on_wake(self) -> None:
         with self._lock:
@@ -200,8 +196,7 @@ class DagScheduling:
                 self._idle.popleft()
                 index = self._index[self.controller.places[start.step_id].nodeid]
                 self._running[node] = (index, start.step_id)
-                kwargs = {"index": index, "step_id": start.step_id, "attempt": start.attempt}
-                node.sendcommand("planrun_run", **kwargs, if_failed=start.if_failed.value)
+                send_step(node, index, start.step_id, start.attempt, start.if_failed.value)
             else:
                 node = self._idle.popleft()
                 index = self._plain.popleft()
@@ -211,7 +206,7 @@ class DagScheduling:
     def _cancel_running(self, action: Cancel) -> None:
         for node, (_, step_id) in self._running.items():
             if step_id == action.step_id:
-                node.sendcommand("planrun_cancel", step_id=step_id, reason=action.reason)
+                send_cancel(node, step_id, action.reason)
                 return
 
     def shutdown(self) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..core.state import RunState
 from .records import AttemptRecord, StepResult
 
 
@@ -50,5 +51,4 @@ class RunObserver(Protocol):
 
     def step_finished(self, result: StepResult, now: float) -> None: ...
 
-    def run_finished(self, state: str, exit_code: int, message: str | None, now: float) -> None:
-        """``state`` is one of succeeded | failed | canceled."""
+    def run_finished(self, state: RunState, exit_code: int, message: str | None, now: float) -> None: ...
