@@ -123,6 +123,10 @@ class RunCore:
     def attempts(self, step_id: str) -> int:
         return self._attempts[step_id]
 
+    def is_running(self, step_id: str, attempt: int) -> bool:
+        """Whether ``attempt`` of ``step_id`` is the one under way (its end is expected)."""
+        return self._phase[step_id] is Phase.RUNNING and self._attempts[step_id] == attempt
+
     def next_wake(self) -> float | None:
         """When the earliest retry is due, for the driver's timer (None: no retry waiting)."""
         return self._timers[0][0] if self._timers else None
@@ -151,7 +155,7 @@ class RunCore:
         """Record how an attempt ended and say what must happen next, starting with the ``Ended``
         verdict on this attempt. ``retry_delay`` overrides the step's delay before a retry (a
         plugin's ``pytest_planrun_retry_delay``)."""
-        if self._phase[step_id] is not Phase.RUNNING or attempt != self._attempts[step_id]:
+        if not self.is_running(step_id, attempt):
             raise ValueError(f"step {step_id!r} attempt {attempt} is not running")
         self._running.discard(step_id)
         rule = self._rules[step_id]

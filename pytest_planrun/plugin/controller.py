@@ -184,6 +184,11 @@ class PlanController:
         data = getattr(report, "planrun", None)
         if report.when == "call" and isinstance(data, dict) and "record" in data:
             record = AttemptRecord.from_dict(data["record"])
+            if not self.core.is_running(step_id, record.attempt):
+                # an attempt the core did not start (another plugin ran the item again): the run
+                # goes on without it, and its report stays as pytest made it
+                log.warning("planrun: step %r attempt %d was not started by the plan; ignored", step_id, record.attempt)
+                return
             ended = self._attempt_ended(record)
             if record.state == "failed" or ended.verdict is Verdict.CANCELED:
                 label_attempt(report, ended, record, self.places[step_id].location)

@@ -128,6 +128,14 @@ class StepItem(pytest.Item):
         for tag in step.tags:
             for name in marker_names(tag):
                 self.add_marker(name)  # registered in pytest_configure, so --strict-markers holds
+        # A step runs under the plan's own timeout and retries: another plugin's per-test ones would
+        # kill it mid-run (pytest-timeout's ``timeout`` ini key) or run an attempt again behind the
+        # core's back (pytest-rerunfailures' ``--reruns``). Their markers turn them off per item.
+        plugins = self.config.pluginmanager
+        if plugins.hasplugin("timeout"):
+            self.add_marker(pytest.mark.timeout(0))
+        if plugins.hasplugin("rerunfailures"):
+            self.add_marker(pytest.mark.flaky(reruns=0))
         if step.step.name:
             self.extra_keyword_matches.add(step.step.name)
 
