@@ -37,6 +37,7 @@ from ..run.observer import RunInfo, RunObserver, StepInfo
 from ..run.records import AttemptRecord, StepResult
 from ..run.step import RunContext, display_command
 from .report import label_attempt, verdict_longrepr
+from .xdist_seam import worker_id
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,7 @@ class PlanController:
             stdout_path="",
             stderr_path="",
             error=error,
-            worker=_worker_id(report),
+            worker=worker_id(report),
         )
 
     def next_wake(self) -> float | None:
@@ -385,12 +386,6 @@ class PlanController:
         now = time.time()
         for observer in self.observers:
             observer.run_finished(state, exit_code, message, now)
-
-
-def _worker_id(report: pytest.TestReport) -> str:
-    """The xdist worker a report came from ("gw0"), as xdist attaches it."""
-    gateway = getattr(getattr(report, "node", None), "gateway", None)
-    return str(getattr(gateway, "id", "?"))
 
 
 def place_for(nodeid: str, step: ResolvedStep, line: int, command: str) -> StepPlace:

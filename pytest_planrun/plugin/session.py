@@ -28,6 +28,7 @@ from .items import StepItem, Ticket, step_lines, ticket_key
 from .junit import JUnitEnricher
 from .options import Settings
 from .report import TerminalSummary
+from .xdist_seam import report_node
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class ControllerPlugin:
     @pytest.hookimpl(tryfirst=True)  # the core's verdict labels the report before anyone reads it
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.controller.on_report(report)
-        node = getattr(report, "node", None)  # xdist's worker that sent the report
+        node = report_node(report)
         if self.scheduler is not None and node is not None and report.when == "call":
             self.scheduler.call_reported(node, report.nodeid)
 

@@ -86,6 +86,18 @@ class ControllerLoop:
             self._dsession.queue.put((WAKE, {}))
 
 
+def report_node(report: pytest.TestReport) -> WorkerController | None:
+    """The worker a report came from: xdist 3.8 dsession.py ``worker_testreport`` sets ``rep.node``
+    on the controller (None: a report of this process)."""
+    return getattr(report, "node", None)
+
+
+def worker_id(report: pytest.TestReport) -> str:
+    """The id of the worker a report came from ("gw0"), or "?"."""
+    node = report_node(report)
+    return str(node.gateway.id) if node is not None else "?"
+
+
 def send_step(node: WorkerController, index: int, step_id: str, attempt: int, if_failed: str) -> None:
     """Ask ``node`` to run one attempt now (handled by ``WorkerChannel`` on the worker)."""
     node.sendcommand(RUN_STEP, index=index, step_id=step_id, attempt=attempt, if_failed=if_failed)

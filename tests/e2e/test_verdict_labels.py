@@ -76,3 +76,18 @@ def test_a_retry_overtaken_by_an_abort_is_not_rerun(pytester: pytest.Pytester, r
     result.assert_outcomes(failed=1, skipped=1)
     result.stdout.fnmatch_lines(["SKIPPED*cancelled: 'breaker' failed (abort)*"])
     result.stdout.fnmatch_lines(["FAILED*breaker*"])
+
+
+def test_x_stops_on_a_step_failure_the_core_decided_not_on_a_retried_attempt(
+    pytester: pytest.Pytester, run_plan: RunPlan, mode: list[str]
+) -> None:
+    fails_once = "if [ -e failed-once ]; then exit 0; fi; touch failed-once; exit 1"
+    steps = [
+        sh("flaky", fails_once, retries=1),
+        sh("after", "true", depends_on=["flaky"]),
+        sh("last", "exit 2", depends_on=["after"]),
+    ]
+    result = run_plan(steps, "-x", "-rs", *mode)
+    assert result.parseoutcomes().get("rerun") == 1  # -x did not stop the run there...
+    result.assert_outcomes(passed=2, failed=1)  # ... but at the step the core failed
+    assert result.ret != pytest.ExitCode.OK
