@@ -28,7 +28,7 @@ from .items import StepItem, Ticket, step_lines, ticket_key
 from .junit import JUnitEnricher
 from .options import Settings
 from .report import TerminalSummary
-from .xdist_seam import report_node
+from .xdist_seam import report_node, stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,9 @@ class ControllerPlugin:
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
         # pytest decides when a run must stop (``-x``, ``--maxfail``, ``--sw``); the controller reads
         # it before every batch of actions, in serial and xdist runs alike
-        self.controller.stop_reason = lambda: str(session.shouldfail or session.shouldstop or "") or None
+        self.controller.stop_reason = lambda: (
+            str(session.shouldfail or session.shouldstop or "") or stop_requested(self.config)
+        )
         if not session.config.option.collectonly:
             self.control.open()  # `planrun cancel RUN STEP` from here on
         if self.config.pluginmanager.has_plugin("dsession"):

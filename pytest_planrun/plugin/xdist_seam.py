@@ -86,6 +86,13 @@ class ControllerLoop:
             self._dsession.queue.put((WAKE, {}))
 
 
+def stop_requested(config: pytest.Config) -> str | None:
+    """Why xdist's controller loop is stopping (``-x``, a worker's KeyboardInterrupt), or None:
+    xdist 3.8 dsession.py keeps it in ``DSession.shouldstop``, not in the session."""
+    dsession = config.pluginmanager.getplugin("dsession")
+    return str(getattr(dsession, "shouldstop", None) or "") or None
+
+
 def report_node(report: pytest.TestReport) -> WorkerController | None:
     """The worker a report came from: xdist 3.8 dsession.py ``worker_testreport`` sets ``rep.node``
     on the controller (None: a report of this process)."""
