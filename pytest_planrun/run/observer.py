@@ -44,7 +44,8 @@ class RunObserver(Protocol):
 
     def attempt_started(self, step_id: str, attempt: int, worker: str, now: float) -> None: ...
 
-    def attempt_ended(self, record: AttemptRecord, will_retry: bool) -> None: ...
+    def attempt_ended(self, record: AttemptRecord, will_retry: bool) -> None:
+        """``will_retry``: the core's verdict on this attempt is a retry (``Verdict.RETRY``)."""
 
     def step_waiting(self, step_id: str, reason: str, now: float) -> None:
         """A ready step waits for something other than a free slot (a lock held elsewhere)."""
