@@ -13,16 +13,18 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .graph import dependents_of, remaining_path
+from .graph import assumed_succeeded, dependents_of, remaining_path
 from .state import (
     Action,
     Blocked,
     Cancel,
+    Ended,
     Finish,
     Outcome,
     Skip,
     Start,
     StepRule,
+    Verdict,
     Wait,
 )
 
@@ -67,6 +69,8 @@ class RunCore:
         self._variables = dict(variables or {})
         self._rules = {r.step_id: r for r in rules}
         self._index = {r.step_id: i for i, r in enumerate(rules)}
+        # selected step -> its deselected dependencies, which count as succeeded (said in the header)
+        self.assumed = assumed_succeeded({r.step_id: r.depends_on for r in rules})
         self._deps = {r.step_id: [d for d in r.depends_on if d in self._rules] for r in rules}
         self._users = dependents_of(self._deps)
         self._priority = remaining_path(self._deps, {r.step_id: r.cost for r in rules})
@@ -119,12 +123,16 @@ class RunCore:
     def attempts(self, step_id: str) -> int:
         return self._attempts[step_id]
 
+    def is_running(self, step_id: str, attempt: int) -> bool:
+        """Whether ``attempt`` of ``step_id`` is the one under way (its end is expected)."""
+        return self._phase[step_id] is Phase.RUNNING and self._attempts[step_id] == attempt
+
     def next_wake(self) -> float | None:
         """When the earliest retry is due, for the driver's timer (None: no retry waiting)."""
         return self._timers[0][0] if self._timers else None
 
     def will_retry(self, step_id: str, attempt: int) -> bool:
-        """Whether a failure of this attempt would be retried (what a worker needs to label it)."""
+        """Whether a failure of this attempt would be retried, as things stand now."""
         return attempt <= self._rules[step_id].retries and self._aborted_by is None and not self._interrupted
 
     # -- events ---------------------------------------------------------------------------------
@@ -144,22 +152,22 @@ class RunCore:
     def attempt_ended(
         self, step_id: str, attempt: int, succeeded: bool, now: float, retry_delay: float | None = None
     ) -> list[Action]:
-        """Record how an attempt ended and say what must happen next. ``retry_delay`` overrides the
-        step's delay before a retry (a plugin's ``pytest_planrun_retry_delay``)."""
-        if self._phase[step_id] is not Phase.RUNNING or attempt != self._attempts[step_id]:
+        """Record how an attempt ended and say what must happen next, starting with the ``Ended``
+        verdict on this attempt. ``retry_delay`` overrides the step's delay before a retry (a
+        plugin's ``pytest_planrun_retry_delay``)."""
+        if not self.is_running(step_id, attempt):
             raise ValueError(f"step {step_id!r} attempt {attempt} is not running")
         self._running.discard(step_id)
         rule = self._rules[step_id]
-        for lock in rule.locks:
-            if self._locks.get(lock) == step_id:
-                del self._locks[lock]
-        actions: list[Action] = []
+        self._release_locks(step_id)
         cancel_reason = self._cancelling.pop(step_id, None)
-        if succeeded:
+        verdict = self._verdict(step_id, attempt, succeeded, cancel_reason)
+        actions: list[Action] = [Ended(step_id, attempt, verdict, cancel_reason)]
+        if verdict is Verdict.SUCCEEDED:
             self._end(step_id, Outcome.SUCCEEDED, None, actions)
-        elif cancel_reason is not None:
+        elif verdict is Verdict.CANCELED:
             self._end(step_id, Outcome.CANCELED, cancel_reason, actions)
-        elif self.will_retry(step_id, attempt):
+        elif verdict is Verdict.RETRY:
             delay = rule.retry_delay if retry_delay is None else retry_delay
             if delay > 0:
                 self._phase[step_id] = Phase.RETRY_WAIT
@@ -172,6 +180,37 @@ class RunCore:
             self._fail(step_id, actions)
         self._fill(actions)
         return actions
+
+    def _verdict(self, step_id: str, attempt: int, succeeded: bool, cancel_reason: str | None) -> Verdict:
+        if succeeded:
+            return Verdict.SUCCEEDED
+        if cancel_reason is not None:  # a failure that crossed a cancel is the cancel's doing
+            return Verdict.CANCELED
+        if self.will_retry(step_id, attempt):
+            return Verdict.RETRY
+        return Verdict.FAILED if self._rules[step_id].critical else Verdict.ALLOWED_FAILURE
+
+    def withdraw(self, step_id: str, attempt: int) -> list[Action]:
+        """A started attempt that a cancel overtook before the driver handed it to a worker: it
+        never ran, so it does not count; the step ends cancelled, reported as a verdict."""
+        if (
+            self._phase[step_id] is not Phase.RUNNING
+            or attempt != self._attempts[step_id]
+            or step_id not in self._cancelling
+        ):
+            raise ValueError(f"step {step_id!r} attempt {attempt} is not being cancelled")
+        self._running.discard(step_id)
+        self._release_locks(step_id)
+        self._attempts[step_id] -= 1
+        actions: list[Action] = []
+        self._end(step_id, Outcome.CANCELED, self._cancelling.pop(step_id), actions)
+        self._fill(actions)
+        return actions
+
+    def _release_locks(self, step_id: str) -> None:
+        for lock in self._rules[step_id].locks:
+            if self._locks.get(lock) == step_id:
+                del self._locks[lock]
 
     def wake(self, now: float) -> list[Action]:
         """Move retries that are due back to the ready queue."""
@@ -391,7 +430,8 @@ class RunCore:
             self._phase[step_id] = Phase.RUNNING
             self._running.add(step_id)
             self._attempts[step_id] += 1
-            actions.append(Start(step_id, self._attempts[step_id]))
+            attempt = self._attempts[step_id]
+            actions.append(Start(step_id, attempt, self._verdict(step_id, attempt, False, None)))
         for entry in held_back:
             heapq.heappush(self._ready, entry)
 

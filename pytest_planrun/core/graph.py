@@ -104,3 +104,10 @@ def transitive_dependencies(deps: Mapping[str, Sequence[str]], step: str) -> set
             seen.add(need)
             todo.extend(deps[need])
     return seen
+
+
+def assumed_succeeded(deps: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    """Dependencies that are not steps of ``deps`` (deselected with ``-k``, ``-m`` or a node id),
+    per step that has any: the run takes them as succeeded."""
+    assumed = {step: tuple(d for d in ds if d not in deps) for step, ds in deps.items()}
+    return {step: missing for step, missing in assumed.items() if missing}

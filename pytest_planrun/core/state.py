@@ -61,10 +61,33 @@ class StepRule:
 # Actions: decisions are values; the drivers (serial runner, xdist scheduler) carry them out.
 
 
+class Verdict(str, enum.Enum):
+    """How the core takes the end of one attempt: what every report of that attempt must say."""
+
+    SUCCEEDED = "succeeded"
+    RETRY = "retry"  # failed, and another attempt follows (pytest's ``rerun``)
+    FAILED = "failed"  # failed, and the step ends failed
+    ALLOWED_FAILURE = "allowed_failure"  # failed, the step ends failed, but it is not critical
+    CANCELED = "canceled"  # stopped (or ended while a cancel was under way): the step ends cancelled
+
+
 @dataclass(frozen=True, slots=True)
 class Start:
     step_id: str
     attempt: int  # 1-based
+    # what a failure of this attempt would be, as things stand now: only a worker's provisional
+    # label; the attempt's ``Ended`` verdict is the word that counts (an abort can change it meanwhile)
+    if_failed: Verdict = Verdict.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """The core's verdict on an attempt that just ended; always the first action ``attempt_ended`` returns."""
+
+    step_id: str
+    attempt: int
+    verdict: Verdict
+    reason: str | None = None  # why it was cancelled
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,4 +127,4 @@ class Finish:
     reason: str | None
 
 
-Action = Start | Skip | Cancel | Wait | Blocked | Finish
+Action = Start | Ended | Skip | Cancel | Wait | Blocked | Finish

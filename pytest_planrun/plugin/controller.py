@@ -17,12 +17,27 @@ from typing import Literal
 import pytest
 
 from ..core.decide import RunCore
-from ..core.state import Action, Blocked, Cancel, ConditionLike, Finish, Outcome, Skip, Start, StepRule, Wait
+from ..core.state import (
+    Action,
+    Blocked,
+    Cancel,
+    ConditionLike,
+    Ended,
+    Finish,
+    RunState,
+    Skip,
+    Start,
+    StepRule,
+    Verdict,
+    Wait,
+)
 from ..plan import LoadedPlan, ResolvedStep
 from ..run.control import CancelRequests
 from ..run.observer import RunInfo, RunObserver, StepInfo
 from ..run.records import AttemptRecord, StepResult
 from ..run.step import RunContext, display_command
+from .report import label_attempt, verdict_longrepr
+from .xdist_seam import worker_id
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +82,12 @@ class PlanController:
         self._done_before = done_before or {}
         self.places: dict[str, StepPlace] = {}
         self.core: RunCore | None = None
-        self.assumed: dict[str, list[str]] = {}  # selected step -> deselected dependencies taken as succeeded
         self._attempts: dict[str, list[AttemptRecord]] = {}
         self._reported: set[str] = set()  # steps whose final report came from an item run
         self._pending: list[Action] = []
+        self._handed: dict[str, Start] = {}  # starts given to the driver and not yet claimed
+        # why pytest wants the run to stop (``-x``, ``--maxfail``, ``--sw``); set by the session
+        self.stop_reason: Callable[[], str | None] = lambda: None
         self.final: Finish | None = None
         self.on_new_actions: Callable[[], None] | None = None  # the xdist scheduler's wake-up
         self.requests = CancelRequests(CANCEL_REQUESTED)  # from the control channel's thread
@@ -89,15 +106,7 @@ class PlanController:
         """Create the core over the selected steps (``places``) and begin the run; the first
         actions wait in ``take_actions``."""
         self.places = places
-        rules = []
-        for step_id in self.steps:
-            if step_id not in places:
-                continue
-            step = self.steps[step_id]
-            missing = [d for d in step.depends_on if d not in places]
-            if missing:
-                self.assumed[step_id] = missing
-            rules.append(self._rule(step))
+        rules = [self._rule(step) for step_id, step in self.steps.items() if step_id in places]
         variables: dict[str, str] = {}
         for plan in self.plans:
             variables.update(plan.variables)
@@ -151,69 +160,86 @@ class PlanController:
 
     # -- events from drivers --------------------------------------------------------------------
 
-    def started(self, step_id: str, attempt: int, worker: str) -> None:
+    @property
+    def assumed(self) -> dict[str, tuple[str, ...]]:
+        """Selected step -> its deselected dependencies, which the core takes as succeeded."""
+        return self.core.assumed if self.core is not None else {}
+
+    def claim(self, start: Start, worker: str) -> bool:
+        """The driver is about to run ``start`` on ``worker``; False: a cancel overtook it (the
+        controller has withdrawn it), so it must not run."""
+        if self._handed.get(start.step_id) != start:
+            return False
+        del self._handed[start.step_id]
         now = time.time()
         for observer in self.observers:
-            observer.attempt_started(step_id, attempt, worker, now)
+            observer.attempt_started(start.step_id, start.attempt, worker, now)
+        return True
 
     def on_report(self, report: pytest.TestReport) -> None:
-        """A step's report reached the controller (from this process or a worker)."""
+        """A step's report reached the controller (from this process or a worker): feed the core,
+        then make the report say the core's verdict, before anyone else reads it."""
         step_id = self.step_of(report.nodeid)
         if step_id is None or self.core is None:
             return
         data = getattr(report, "planrun", None)
         if report.when == "call" and isinstance(data, dict) and "record" in data:
             record = AttemptRecord.from_dict(data["record"])
-            self._attempt_ended(record, data.get("will_retry", False))
-        elif report.when == "setup" and report.skipped and isinstance(data, dict) and data.get("cancelled"):
-            # cancelled on its worker before its attempt began
-            self._reported.add(step_id)
-            attempt = self.core.attempts(step_id)
-            self._queue(self.core.attempt_ended(step_id, attempt, False, time.monotonic()))
+            if not self.core.is_running(step_id, record.attempt):
+                # an attempt the core did not start (another plugin ran the item again): the run
+                # goes on without it, and its report stays as pytest made it
+                log.warning("planrun: step %r attempt %d was not started by the plan; ignored", step_id, record.attempt)
+                return
+            ended = self._attempt_ended(record)
+            if record.state == "failed" or ended.verdict is Verdict.CANCELED:
+                label_attempt(report, ended, record, self.places[step_id].location)
         elif report.when == "call" and report.failed:
             # the step's item raised something other than a step failure: our bug, shown with its
             # traceback; the run still goes on as if the attempt failed, so it cannot hang
-            self._worker_crashed(step_id, report, error="planrun internal error (see the traceback)")
+            self._attempt_ended(self._lost_attempt(step_id, report, "planrun internal error (see the traceback)"))
         elif report.failed and report.when not in ("setup", "call", "teardown"):
             # xdist's report for a worker that crashed while running this step
-            self._worker_crashed(step_id, report)
+            record = self._lost_attempt(step_id, report, "worker crashed")
+            report.longrepr = f"step '{step_id}' failed: worker crashed while running it (attempt {record.attempt})"
+            label_attempt(report, self._attempt_ended(record), record, self.places[step_id].location)
 
-    def _attempt_ended(self, record: AttemptRecord, will_retry: bool) -> None:
+    def _attempt_ended(self, record: AttemptRecord) -> Ended:
         assert self.core is not None
         self.apply_requests()  # a request that stopped this attempt must be known before its end
-        self._attempts.setdefault(record.step_id, []).append(record)
-        for observer in self.observers:
-            observer.attempt_ended(record, will_retry)
+        step_id = record.step_id
+        self._attempts.setdefault(step_id, []).append(record)
+        failed = record.state != "succeeded"
         delay = None
-        if record.state == "failed" and self.core.will_retry(record.step_id, record.attempt):
+        if failed and self.core.will_retry(step_id, record.attempt):
             delay = self.config.hook.pytest_planrun_retry_delay(
-                config=self.config, step=self.steps[record.step_id], record=record
+                config=self.config, step=self.steps[step_id], record=record
             )
-        actions = self.core.attempt_ended(
-            record.step_id,
+        ended, *actions = self.core.attempt_ended(
+            step_id,
             record.attempt,
-            record.state == "succeeded",
+            not failed,
             time.monotonic(),
             retry_delay=None if delay is None else max(0.0, float(delay)),
         )
-        outcome = self.core.outcome(record.step_id)
-        if outcome in (Outcome.SUCCEEDED, Outcome.FAILED) or (
-            outcome is Outcome.CANCELED and record.state == "canceled"
-        ):
-            self._reported.add(record.step_id)
-            self._finish_step(record.step_id)
+        assert isinstance(ended, Ended)
+        for observer in self.observers:
+            observer.attempt_ended(record, ended.verdict is Verdict.RETRY)
+        if ended.verdict is not Verdict.RETRY:  # the step ended with this attempt, reported by it
+            self._reported.add(step_id)
+            self._finish_step(step_id, ended.verdict)
         self._queue(actions)
+        return ended
 
-    def _worker_crashed(self, step_id: str, report: pytest.TestReport, error: str = "worker crashed") -> None:
+    def _lost_attempt(self, step_id: str, report: pytest.TestReport, error: str) -> AttemptRecord:
+        """The record of an attempt that ended without one: its worker crashed, or our own bug."""
         assert self.core is not None
         from ..run.process import sweep_orphans
 
         sweep_orphans(self.context.run_id, step_id, grace=self.context.kill_grace)
-        attempt = self.core.attempts(step_id)
         now = time.time()
-        record = AttemptRecord(
+        return AttemptRecord(
             step_id=step_id,
-            attempt=attempt,
+            attempt=self.core.attempts(step_id),
             state="failed",
             exit_code=None,
             timed_out=False,
@@ -224,16 +250,8 @@ class PlanController:
             stdout_path="",
             stderr_path="",
             error=error,
-            worker=_worker_id(report),
+            worker=worker_id(report),
         )
-        if error == "worker crashed":
-            report.longrepr = f"step '{step_id}' failed: worker crashed while running it (attempt {attempt})"
-        self._attempt_ended(record, self.core.will_retry(step_id, attempt))
-
-    def on_unsent(self, step_id: str, attempt: int) -> None:
-        """A started step was cancelled before it reached a worker."""
-        assert self.core is not None
-        self._queue(self.core.attempt_ended(step_id, attempt, False, time.monotonic()))
 
     def next_wake(self) -> float | None:
         return self.core.next_wake() if self.core is not None else None
@@ -278,11 +296,18 @@ class PlanController:
     def take_actions(self) -> list[Action]:
         """Actions decided since the last call, after reporting the verdicts among them.
 
-        Returns what the driver must carry out: ``Start``, ``Cancel(running=True)`` and ``Wait``.
+        Returns what the driver must carry out: ``Start`` (run it if ``claim`` agrees),
+        ``Cancel(running=True)`` (stop the attempt on its worker) and ``Wait``.
         """
+        reason = self.stop_reason()
+        if reason:
+            self.interrupt(f"cancelled: {reason}")
         self.apply_requests()
-        actions, self._pending = self._pending, []
-        return self.apply(actions)
+        todo: list[Action] = []
+        while self._pending:  # withdrawing a start decides more
+            actions, self._pending = self._pending, []
+            todo.extend(self.apply(actions))
+        return todo
 
     # -- carrying out verdicts ------------------------------------------------------------------
 
@@ -294,8 +319,11 @@ class PlanController:
             elif isinstance(action, Cancel) and not action.running:
                 if action.step_id not in self._reported:
                     self._report_verdict(action.step_id, action.reason)
-                else:
-                    self._finish_step(action.step_id)
+            elif isinstance(action, Cancel) and action.step_id in self._handed:
+                # started by the core, never handed to a worker: it does not run at all
+                start = self._handed.pop(action.step_id)
+                assert self.core is not None
+                self._queue(self.core.withdraw(start.step_id, start.attempt))
             elif isinstance(action, Blocked):
                 now = time.time()
                 reason = f"waiting for lock '{action.lock}' held by '{action.holder}'"
@@ -303,22 +331,25 @@ class PlanController:
                     observer.step_waiting(action.step_id, reason, now)
             elif isinstance(action, Finish):
                 self.final = action
+            elif isinstance(action, Start):
+                self._handed[action.step_id] = action
+                todo.append(action)
             else:
-                assert isinstance(action, (Start, Cancel, Wait))
+                assert isinstance(action, (Cancel, Wait))
                 todo.append(action)
         return todo
 
-    def _finish_step(self, step_id: str) -> None:
+    def _finish_step(self, step_id: str, verdict: Verdict | None = None) -> None:
+        """Tell observers how the step ended; ``verdict``: the core's on its last attempt."""
         assert self.core is not None
         outcome = self.core.outcome(step_id)
         assert outcome is not None
-        step = self.steps[step_id]
         result = StepResult(
             step_id=step_id,
-            outcome=outcome.value,
+            outcome=outcome,
             reason=self.core.reason(step_id),
             attempts=tuple(self._attempts.get(step_id, ())),
-            allowed_failure=outcome is Outcome.FAILED and not step.critical,
+            allowed_failure=verdict is Verdict.ALLOWED_FAILURE,
         )
         now = time.time()
         for observer in self.observers:
@@ -330,9 +361,8 @@ class PlanController:
         place = self.places[step_id]
         hook = self.config.hook
         hook.pytest_runtest_logstart(nodeid=place.nodeid, location=place.location)
-        path, line, _ = place.location
         for when, outcome, longrepr in (
-            ("setup", "skipped", (path, (line or 0) + 1, f"Skipped: {reason}")),
+            ("setup", "skipped", verdict_longrepr(place.location, reason)),
             ("teardown", "passed", None),
         ):
             report = pytest.TestReport(
@@ -351,17 +381,11 @@ class PlanController:
     def finish(self, exit_code: int) -> None:
         """The session ended: tell observers how the run ended."""
         final = self.final
-        state: str = final.state if final is not None else "canceled"
+        state: RunState = final.state if final is not None else "canceled"
         message = final.reason if final is not None else "the run ended before every step did"
         now = time.time()
         for observer in self.observers:
             observer.run_finished(state, exit_code, message, now)
-
-
-def _worker_id(report: pytest.TestReport) -> str:
-    """The xdist worker a report came from ("gw0"), as xdist attaches it."""
-    gateway = getattr(getattr(report, "node", None), "gateway", None)
-    return str(getattr(gateway, "id", "?"))
 
 
 def place_for(nodeid: str, step: ResolvedStep, line: int, command: str) -> StepPlace:

@@ -6,30 +6,33 @@ import inspect
 import os
 import signal
 import sys
+import threading
 import uuid
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from types import FrameType
 
 import pytest
 
-from ..core.graph import topological_order
+from ..core.graph import assumed_succeeded, topological_order
+from ..core.state import Verdict
 from ..ledger.directory import make_ledger_dir
 from ..plan import LoadedPlan, Masker, PlanError, load_plan
 from ..plan.load import variable_names
 from ..plan.packaged import PlanNotFound, find_plan
 from ..plan.variables import unknown_given
-from ..run.records import ALLOWED_FAILURE
 from ..run.step import RunContext
 from .controller import default_run_dir
-from .items import PlanFile, Runtime, StepFailed, StepItem, marker_name, record_key, runtime_key, ticket_key
+from .items import PlanFile, Runtime, StepFailed, StepItem, marker_names, record_key, runtime_key, ticket_key
 from .options import Settings
 from .options import pytest_addoption as pytest_addoption  # noqa: F401  (a hook)
-from .report import assumed_lines
+from .report import assumed_lines, provisional_label
 from .session import ControllerPlugin, WorkerLoop
 
 settings_key = pytest.StashKey[Settings]()
 plans_key = pytest.StashKey[list[LoadedPlan]]()
+undo_key = pytest.StashKey[list[Callable[[], object]]]()  # what pytest_unconfigure puts back
+PLUGIN_NAMES = ("planrun-controller", "planrun-worker", "planrun-xdist", "planrun-junit")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -135,21 +138,30 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     if not settings.plans:
         return
     # plans run planrun's own helpers (plans/safe_merge.json) with the interpreter pytest runs on
-    os.environ.setdefault("PLANRUN_PYTHON", sys.executable)
+    if "PLANRUN_PYTHON" not in os.environ:
+        os.environ["PLANRUN_PYTHON"] = sys.executable
+        _on_unconfigure(config, lambda: os.environ.pop("PLANRUN_PYTHON", None))
     check_rootdir(config, settings)
     plans = load_plans(settings)  # a broken plan is a usage error: exit 4, nothing runs
     config.stash[plans_key] = plans
-    if is_worker(config) or not config.pluginmanager.hasplugin("xdist"):
+    if config.getoption("lf", False):
+        # planrun answers --lf for plan steps from the ledger; pytest's own last-failed filter
+        # (cacheprovider's, registered in its pytest_configure, after this) would drop the failed
+        # steps' dependents and the succeeded steps' verdicts: it sits this session out.
+        for name in ("lfplugin", "lfplugin-collwrapper"):
+            config.pluginmanager.set_blocked(name)
+    if not config.pluginmanager.hasplugin("xdist"):
         return
+    from .xdist_seam import check_versions, default_workers
+
+    check_versions(config)  # before xdist starts a worker: a plan run only on tested versions
     option = config.option
-    if option.numprocesses is None and not option.collectonly and not getattr(option, "usepdb", False):
-        # Without -n, the plan decides: max_concurrency workers (1 stays in-process).
-        workers = max(p.plan.globals.max_concurrency for p in plans)
-        if workers > 1:
-            option.numprocesses = workers
-            if option.dist == "no":
-                option.dist = "load"
-            option.tx = ["popen"] * workers
+    if is_worker(config) or option.numprocesses is not None or option.collectonly or getattr(option, "usepdb", False):
+        return
+    # Without -n, the plan decides: max_concurrency workers (1 stays in-process).
+    workers = max(p.plan.globals.max_concurrency for p in plans)
+    if workers > 1:
+        default_workers(config, workers)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -160,9 +172,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for plan in plans:
         for step in plan.steps:
             for tag in step.tags:
-                config.addinivalue_line(
-                    "markers", f"{marker_name(tag)}: step tag '{tag}' from plan {plan.display_path}"
-                )
+                for name in marker_names(tag):
+                    config.addinivalue_line("markers", f"{name}: step tag '{tag}' from plan {plan.display_path}")
     _collect_plans_too(config, plans)
     if is_worker(config):
         workerinput = config.workerinput  # type: ignore[attr-defined]
@@ -178,7 +189,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(WorkerLoop(config), "planrun-worker")
     else:
         config.pluginmanager.register(ControllerPlugin(config, settings, plans, context), "planrun-controller")
-        _terminate_like_interrupt()
+        previous = _terminate_like_interrupt()
+        if previous is not None:
+            _on_unconfigure(config, lambda: signal.signal(signal.SIGTERM, previous))
     if config.pluginmanager.hasplugin("xdist"):
         from .xdist_hooks import XdistHooks
 
@@ -197,6 +210,23 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
     return (yield)
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave pytest as ``pytest_configure`` found it: our plugins gone, the SIGTERM handler and the
+    environment restored (pytester runs many sessions in one process)."""
+    for name in PLUGIN_NAMES:
+        plugin = config.pluginmanager.get_plugin(name)
+        if plugin is not None:
+            config.pluginmanager.unregister(plugin, name)
+    undos: list[Callable[[], object]] = config.stash.get(undo_key, [])
+    for undo in reversed(undos):
+        undo()
+    config.stash[undo_key] = []
+
+
+def _on_unconfigure(config: pytest.Config, undo: Callable[[], object]) -> None:
+    config.stash.setdefault(undo_key, []).append(undo)
+
+
 def _merged_masker(plans: list[LoadedPlan]) -> Masker:
     return Masker(v for p in plans for v in p.masker.secrets)
 
@@ -212,14 +242,18 @@ def _collect_plans_too(config: pytest.Config, plans: list[LoadedPlan]) -> None:
         config.args.extend(a for a in plan_args if Path(a).resolve() not in known)
 
 
-def _terminate_like_interrupt() -> None:
-    """SIGTERM to pytest ends the run as Ctrl-C does: process trees killed, run recorded canceled."""
+def _terminate_like_interrupt() -> signal.Handlers | None:
+    """SIGTERM to pytest ends the run as Ctrl-C does: process trees killed, run recorded canceled.
+    Returns the handler replaced (None: someone else's handler was kept)."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
 
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, handler)
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous not in (signal.SIG_DFL, None) or threading.current_thread() is not threading.main_thread():
+        return None
+    signal.signal(signal.SIGTERM, handler)
+    return signal.SIG_DFL
 
 
 def _outside(config: pytest.Config, path: Path) -> bool:
@@ -263,13 +297,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
     """Say which dependencies of selected steps were deselected and are taken as succeeded."""
-    selected = {item.step.id for item in items if isinstance(item, StepItem)}
-    assumed = {
-        item.step.id: [d for d in item.step.depends_on if d not in selected]
-        for item in items
-        if isinstance(item, StepItem)
-    }
-    return assumed_lines({step_id: deps for step_id, deps in assumed.items() if deps})
+    deps = {item.step.id: item.step.depends_on for item in items if isinstance(item, StepItem)}
+    return assumed_lines(assumed_succeeded(deps))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -306,18 +335,9 @@ def pytest_runtest_makereport(
     if record is not None:
         data["record"] = record.to_dict()
         del item.stash[record_key]
-    elif report.skipped:
-        data["cancelled"] = True
-    will_retry = bool(ticket and ticket.will_retry)
-    data["will_retry"] = will_retry
     report.planrun = data  # type: ignore[attr-defined]
-    if call.excinfo is not None and isinstance(call.excinfo.value, StepFailed):
-        failure = call.excinfo.value
-        if will_retry:
-            report.outcome = "rerun"  # type: ignore[assignment]  # rerunfailures' category
-        elif not item.step.critical:
-            report.outcome = "skipped"
-            report.wasxfail = f"{ALLOWED_FAILURE}: {failure.headline()}"
+    if record is not None and call.excinfo is not None and isinstance(call.excinfo.value, StepFailed):
+        provisional_label(report, ticket.if_failed if ticket else Verdict.FAILED, record)
     return report
 
 

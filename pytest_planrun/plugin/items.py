@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from ..core.state import Verdict
 from ..plan import LoadedPlan, ResolvedStep
 from ..run.process import CancelToken, tail
 from ..run.records import AttemptRecord
@@ -25,7 +26,7 @@ class Ticket:
     """What the driver tells an item before it runs: which attempt this is and how to cancel it."""
 
     attempt: int
-    will_retry: bool
+    if_failed: Verdict  # what the core foresaw for a failure of this attempt (``Start.if_failed``)
     token: CancelToken
     worker: str = "main"
 
@@ -57,9 +58,7 @@ class StepFailed(Exception):
 
     def headline(self) -> str:
         """One line, fit for a dashboard: "exit code 2 after 3 attempts", "timed out after 5 s"."""
-        record = self.record
-        what = record.error or f"exit code {record.exit_code}"
-        return f"{what} after {record.attempt} attempts" if record.attempt > 1 else what
+        return self.record.headline()
 
     def describe(self) -> str:
         record = self.record
@@ -85,8 +84,15 @@ def _last_lines(path: Path, count: int) -> str:
 
 def marker_name(tag: str) -> str:
     """The registrable marker for a tag: pytest's marker registry cuts names at ':' (``phase:1`` would
-    register ``phase``), so ``--strict-markers`` needs ``phase_1``; the tag itself is a marker too."""
+    register ``phase``), so ``--strict-markers`` needs ``phase_1``."""
     return re.sub(r"\W", "_", tag)
+
+
+def marker_names(tag: str) -> tuple[str, ...]:
+    """The markers a tag gives its step: ``marker_name(tag)``, and the tag itself when the registry
+    can hold it (no ':' or '(', where pytest cuts a registered name)."""
+    names = (marker_name(tag),) if re.search(r"[:(]", tag) else (marker_name(tag), tag)
+    return tuple(dict.fromkeys(names))
 
 
 def step_lines(text: str) -> dict[str, int]:
@@ -121,10 +127,16 @@ class StepItem(pytest.Item):
         self.plan = plan
         self.line = line
         for tag in step.tags:
-            for name in dict.fromkeys((tag, marker_name(tag))):
-                mark = pytest.Mark(name, (), {}, _ispytest=True)
-                self.own_markers.append(mark)
-                self.keywords[name] = mark
+            for name in marker_names(tag):
+                self.add_marker(name)  # registered in pytest_configure, so --strict-markers holds
+        # A step runs under the plan's own timeout and retries: another plugin's per-test ones would
+        # kill it mid-run (pytest-timeout's ``timeout`` ini key) or run an attempt again behind the
+        # core's back (pytest-rerunfailures' ``--reruns``). Their markers turn them off per item.
+        plugins = self.config.pluginmanager
+        if plugins.hasplugin("timeout"):
+            self.add_marker(pytest.mark.timeout(0))
+        if plugins.hasplugin("rerunfailures"):
+            self.add_marker(pytest.mark.flaky(reruns=0))
         if step.step.name:
             self.extra_keyword_matches.add(step.step.name)
 
@@ -136,9 +148,8 @@ class StepItem(pytest.Item):
         runtime = self.config.stash[runtime_key]
         ticket = self.stash.get(ticket_key, None)
         if ticket is None:  # run by a loop that is not ours (e.g. a plugin's own runtestloop)
-            ticket = Ticket(attempt=1, will_retry=False, token=CancelToken())
-        if ticket.token.reason is not None:
-            raise pytest.skip.Exception(ticket.token.reason, _use_item_location=True)
+            ticket = Ticket(attempt=1, if_failed=Verdict.FAILED, token=CancelToken())
+        # a token cancelled before the attempt began gives a cancelled record without a process
         record = execute_attempt(self.step, ticket.attempt, runtime.context, worker=ticket.worker, token=ticket.token)
         self.stash[record_key] = record
         if record.state == "succeeded":

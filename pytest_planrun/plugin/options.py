@@ -97,10 +97,6 @@ class Settings:
         run_dir = invocation_dir / opt.planrun_run_dir if opt.planrun_run_dir else None
         resume = opt.resume
         last_failed = bool(getattr(opt, "lf", False))  # absent with -p no:cacheprovider
-        if last_failed and opt.plan:
-            # planrun answers --lf for plan steps from the ledger; pytest's own last-failed filter
-            # would drop the failed steps' dependents and the succeeded steps' verdicts.
-            opt.lf = False
         return cls(
             plans=tuple(opt.plan),
             variables=dict(opt.var),

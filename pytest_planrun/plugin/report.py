@@ -6,14 +6,55 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ..core.state import Ended, Outcome, Verdict
 from ..run.observer import RunInfo
-from ..run.records import AttemptRecord, StepResult
+from ..run.records import ALLOWED_FAILURE, AttemptRecord, StepResult
 
 if TYPE_CHECKING:
     from .controller import PlanController
 
 
-def assumed_lines(assumed: dict[str, list[str]]) -> list[str]:
+Location = tuple[str, int | None, str]
+
+
+def verdict_longrepr(location: Location, reason: str) -> tuple[str, int, str]:
+    """A skip's report body, as ``pytest.skip`` makes it (the terminal's skip summary reads it)."""
+    path, line, _ = location
+    return path, (line or 0) + 1, f"Skipped: {reason}"
+
+
+def label_attempt(report: pytest.TestReport, ended: Ended, record: AttemptRecord, location: Location) -> None:
+    """Make an attempt's report say the core's verdict on it: the label its worker gave was only
+    the verdict foreseen at dispatch, and an abort or interrupt since may have changed it."""
+    if ended.verdict is Verdict.SUCCEEDED:
+        return
+    if hasattr(report, "wasxfail"):
+        del report.wasxfail
+    if ended.verdict is Verdict.RETRY:
+        report.outcome = "rerun"  # type: ignore[assignment]  # rerunfailures' category
+    elif ended.verdict is Verdict.FAILED:
+        report.outcome = "failed"
+    elif ended.verdict is Verdict.ALLOWED_FAILURE:
+        report.outcome = "skipped"
+        report.wasxfail = f"{ALLOWED_FAILURE}: {record.headline()}"
+    else:
+        report.outcome = "skipped"
+        report.longrepr = verdict_longrepr(location, ended.reason or "cancelled")
+
+
+def provisional_label(report: pytest.TestReport, if_failed: Verdict, record: AttemptRecord) -> None:
+    """Where the attempt ran (a worker, or the serial loop before the controller hears of it), a
+    failure is labelled with the verdict the core foresaw at its start, so that pytest's own
+    bookkeeping there (``-x`` on a worker) does not count a retried or allowed failure; the
+    controller's ``label_attempt`` has the last word."""
+    if if_failed is Verdict.RETRY:
+        report.outcome = "rerun"  # type: ignore[assignment]
+    elif if_failed is Verdict.ALLOWED_FAILURE:
+        report.outcome = "skipped"
+        report.wasxfail = f"{ALLOWED_FAILURE}: {record.headline()}"
+
+
+def assumed_lines(assumed: dict[str, tuple[str, ...]]) -> list[str]:
     """The header lines naming deselected dependencies taken as succeeded, one per selected step."""
     return [
         f"planrun: step '{step_id}' runs as if {', '.join(repr(d) for d in deps)} succeeded (deselected)"
@@ -51,7 +92,7 @@ class TerminalSummary:
         self._line(f"planrun: step '{step_id}' is {reason}")
 
     def step_finished(self, result: StepResult, now: float) -> None:
-        if result.outcome == "succeeded" and len(result.attempts) > 1:
+        if result.outcome is Outcome.SUCCEEDED and len(result.attempts) > 1:
             self.flaky.append(result)
         if result.allowed_failure:
             self.allowed.append(result)

@@ -6,8 +6,8 @@ import logging
 import os
 import queue
 import sqlite3
-import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import pytest
 
 from ..core.conditions import compile_condition
 from ..core.graph import transitive_dependents
+from ..core.state import Start, Verdict
 from ..ledger.queries import RESUMED_PREFIX, last_run, previous_durations, succeeded_steps
 from ..ledger.writer import LedgerRecorder
 from ..plan import LoadedPlan
@@ -29,6 +30,7 @@ from .items import StepItem, Ticket, step_lines, ticket_key
 from .junit import JUnitEnricher
 from .options import Settings
 from .report import TerminalSummary
+from .xdist_seam import report_node, stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,11 @@ class ControllerPlugin:
 
     @pytest.hookimpl(tryfirst=True)  # before pytest's own loop, which would run items in list order
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        # pytest decides when a run must stop (``-x``, ``--maxfail``, ``--sw``); the controller reads
+        # it before every batch of actions, in serial and xdist runs alike
+        self.controller.stop_reason = lambda: (
+            str(session.shouldfail or session.shouldstop or "") or stop_requested(self.config)
+        )
         if not session.config.option.collectonly:
             self.control.open()  # `planrun cancel RUN STEP` from here on
         if self.config.pluginmanager.has_plugin("dsession"):
@@ -121,36 +128,28 @@ class ControllerPlugin:
         controller = self.controller
         controller.build(make_places(self.config, controller, [i.nodeid for i in steps.values()]), slots=1)
 
-        def run_step(step_id: str, attempt: int) -> None:
-            item = steps[step_id]
-            assert controller.core is not None
+        def run_step(start: Start) -> None:
+            item = steps[start.step_id]
             token = CancelToken()
-            item.stash[ticket_key] = Ticket(attempt, controller.core.will_retry(step_id, attempt), token)
-            controller.requests.track(step_id, token)
-            controller.started(step_id, attempt, "main")
+            item.stash[ticket_key] = Ticket(start.attempt, start.if_failed, token)
+            controller.requests.track(start.step_id, token)
             try:
                 item.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
             finally:
-                controller.requests.track(step_id, None)
-
-        def should_stop() -> str | None:
-            if session.shouldfail:
-                return f"cancelled: {session.shouldfail}"
-            if session.shouldstop:
-                return f"cancelled: {session.shouldstop}"
-            return None
+                controller.requests.track(start.step_id, None)
 
         try:
             # sleeping until a retry is due, a cancel request ends the sleep early
-            drive_serially(controller, run_step, should_stop, sleep=controller.requests.wait)
+            drive_serially(controller, run_step, sleep=controller.requests.wait)
         except KeyboardInterrupt:
             controller.interrupt("cancelled: interrupted")
             raise
         return True
 
+    @pytest.hookimpl(tryfirst=True)  # the core's verdict labels the report before anyone reads it
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.controller.on_report(report)
-        node = getattr(report, "node", None)  # xdist's worker that sent the report
+        node = report_node(report)
         if self.scheduler is not None and node is not None and report.when == "call":
             self.scheduler.call_reported(node, report.nodeid)
 
@@ -225,11 +224,7 @@ def _done_before(settings: Settings, plans: list[LoadedPlan]) -> tuple[dict[str,
 
 
 class WorkerLoop:
-    """Replaces xdist's worker loop: run each step the moment it arrives, and cancel on request.
-
-    xdist 3.8 remote.py takes the *next* index before running the current one, so a lone ready
-    step would wait for another to be sent; a DAG scheduler sends one step at a time.
-    """
+    """Replaces xdist's worker loop: run each step the moment it arrives, and cancel on request."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
@@ -237,49 +232,31 @@ class WorkerLoop:
         self.jobs: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         self.tokens: dict[str, CancelToken] = {}
 
-    def _interactor(self) -> Any:
-        for plugin in self.config.pluginmanager.get_plugins():
-            if type(plugin).__name__ == "WorkerInteractor":
-                return plugin
-        raise RuntimeError("xdist's WorkerInteractor is not registered on this worker")
+    def _on_run(self, job: dict[str, Any]) -> None:
+        # The token exists from now on, so a cancel that overtakes the start still lands.
+        job["token"] = self.tokens[job["step_id"]] = CancelToken()
+        self.jobs.put(job)
+
+    def _on_cancel(self, step_id: str, reason: str) -> None:
+        token = self.tokens.get(step_id)
+        if token is not None:
+            token.cancel(reason)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
-        interactor = self._interactor()
-        end = object()
+        from .xdist_seam import WorkerChannel
 
-        def handle(command: Any) -> None:
-            # Runs on execnet's receiver thread: a cancel must act while the main thread waits on a step.
-            if command is end:
-                self.jobs.put(None)
-                return
-            name, kwargs = command
-            if name == "planrun_run":
-                # The token exists from now on, so a cancel that overtakes the start still lands.
-                kwargs["token"] = self.tokens[kwargs["step_id"]] = CancelToken()
-                self.jobs.put(kwargs)
-            elif name == "planrun_cancel":
-                token = self.tokens.get(kwargs["step_id"])
-                if token is not None:
-                    token.cancel(kwargs["reason"])
-            elif name == "runtests":
-                for index in kwargs["indices"]:
-                    self.jobs.put({"index": index})
-            elif name == "shutdown":
-                self.jobs.put(None)
-            else:
-                interactor.handle_command(command)
-
-        interactor.channel.setcallback(handle, endmarker=end)
+        channel = WorkerChannel(self.config)
+        # on execnet's receiver thread: a cancel must act while the main thread waits on a step
+        channel.take_over(
+            self._on_run, self._on_cancel, lambda index: self.jobs.put({"index": index}), lambda: self.jobs.put(None)
+        )
         while (job := self.jobs.get()) is not None:
             index = job["index"]
             item = session.items[index]
             if isinstance(item, StepItem) and "token" in job:
-                item.stash[ticket_key] = Ticket(job["attempt"], job["will_retry"], job["token"], self.workerid)
-            interactor.item_index = index  # xdist's report hook tags reports with it
-            start = time.perf_counter()
-            self.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
-            interactor.sendevent("runtest_protocol_complete", item_index=index, duration=time.perf_counter() - start)
+                item.stash[ticket_key] = Ticket(job["attempt"], Verdict(job["if_failed"]), job["token"], self.workerid)
+            channel.run(index, partial(self.config.hook.pytest_runtest_protocol, item=item, nextitem=None))
             if session.shouldfail or session.shouldstop:
                 break
         return True

@@ -18,13 +18,12 @@ import pytest
 from ..core.state import Cancel, Start, Wait
 from .controller import PlanController
 from .report import assumed_lines
+from .xdist_seam import ControllerLoop, send_cancel, send_step
 
 if TYPE_CHECKING:
     from xdist.workermanage import WorkerController
 
 log = logging.getLogger(__name__)
-
-WAKE_EVENT = "planrun_wake"
 
 
 class DagScheduling:
@@ -47,11 +46,8 @@ class DagScheduling:
         self._nodeids: list[str] = []  # the collection, kept when the workers that sent it are gone
         self._started = False
         self._timers: list[threading.Timer] = []
-        self._dsession: Any = config.pluginmanager.getplugin("dsession")
-        if self._dsession is not None:
-            # xdist's controller loop dispatches ("name", kwargs) events to ``worker_<name>``: a
-            # timer (retry delay) or a crash report wakes the scheduler through that same queue.
-            setattr(self._dsession, f"worker_{WAKE_EVENT}", self._on_wake)
+        # a timer (retry delay) or a cancel request wakes the scheduler on xdist's loop thread
+        self._loop = ControllerLoop(config, self._on_wake)
         controller.on_new_actions = self._post_wake
         self._wake_posted = False
         self._lock = threading.Lock()
@@ -167,10 +163,10 @@ class DagScheduling:
 
     def _post_wake(self) -> None:
         with self._lock:
-            if self._wake_posted or self._dsession is None:
+            if self._wake_posted:
                 return
             self._wake_posted = True
-        self._dsession.queue.put((WAKE_EVENT, {}))
+        self._loop.wake()
 
     def _on_wake(self) -> None:
         with self._lock:
@@ -179,9 +175,6 @@ class DagScheduling:
         self._dispatch()
 
     def _dispatch(self) -> None:
-        stop = getattr(self._dsession, "shouldstop", None)
-        if stop:
-            self.controller.interrupt(f"cancelled: {stop}")
         for action in self.controller.take_actions():
             if isinstance(action, Start):
                 self._starts.append(action)
@@ -193,23 +186,19 @@ class DagScheduling:
                 timer.daemon = True
                 timer.start()
                 self._timers.append(timer)
-        while self._idle and (self._starts or (self._plain and not stop)):
-            node = self._idle.popleft()
+        stopping = self.controller.stop_reason() is not None
+        while self._idle and (self._starts or (self._plain and not stopping)):
             if self._starts:
                 start = self._starts.popleft()
-                place = self.controller.places[start.step_id]
-                index = self._index[place.nodeid]
+                node = self._idle[0]
+                if not self.controller.claim(start, node.gateway.id):
+                    continue  # a cancel overtook it: it never runs
+                self._idle.popleft()
+                index = self._index[self.controller.places[start.step_id].nodeid]
                 self._running[node] = (index, start.step_id)
-                assert self.controller.core is not None
-                self.controller.started(start.step_id, start.attempt, node.gateway.id)
-                node.sendcommand(
-                    "planrun_run",
-                    index=index,
-                    step_id=start.step_id,
-                    attempt=start.attempt,
-                    will_retry=self.controller.core.will_retry(start.step_id, start.attempt),
-                )
+                send_step(node, index, start.step_id, start.attempt, start.if_failed.value)
             else:
+                node = self._idle.popleft()
                 index = self._plain.popleft()
                 self._running[node] = (index, None)
                 node.send_runtest_some([index])
@@ -217,14 +206,8 @@ class DagScheduling:
     def _cancel_running(self, action: Cancel) -> None:
         for node, (_, step_id) in self._running.items():
             if step_id == action.step_id:
-                node.sendcommand("planrun_cancel", step_id=step_id, reason=action.reason)
+                send_cancel(node, step_id, action.reason)
                 return
-        # Started by the core but not yet sent: it never reaches a worker.
-        for start in list(self._starts):
-            if start.step_id == action.step_id:
-                self._starts.remove(start)
-                assert self.controller.core is not None
-                self.controller.on_unsent(start.step_id, start.attempt)
 
     def shutdown(self) -> None:
         for timer in self._timers:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..core.state import RunState
 from .records import AttemptRecord, StepResult
 
 
@@ -43,12 +44,12 @@ class RunObserver(Protocol):
 
     def attempt_started(self, step_id: str, attempt: int, worker: str, now: float) -> None: ...
 
-    def attempt_ended(self, record: AttemptRecord, will_retry: bool) -> None: ...
+    def attempt_ended(self, record: AttemptRecord, will_retry: bool) -> None:
+        """``will_retry``: the core's verdict on this attempt is a retry (``Verdict.RETRY``)."""
 
     def step_waiting(self, step_id: str, reason: str, now: float) -> None:
         """A ready step waits for something other than a free slot (a lock held elsewhere)."""
 
     def step_finished(self, result: StepResult, now: float) -> None: ...
 
-    def run_finished(self, state: str, exit_code: int, message: str | None, now: float) -> None:
-        """``state`` is one of succeeded | failed | canceled."""
+    def run_finished(self, state: RunState, exit_code: int, message: str | None, now: float) -> None: ...

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 import psutil
 
@@ -223,8 +223,11 @@ def _exit_signal(proc: subprocess.Popen[bytes]) -> tuple[int, Callable[[], None]
     return pidfd, lambda: os.close(pidfd)
 
 
-def _wait(proc: subprocess.Popen[bytes], deadline: float | None, token: CancelToken | None) -> str:
-    """Wait for the process to exit, the deadline to pass or the token to fire: 'exit' | 'timeout' | 'cancel'."""
+WaitEnd = Literal["exit", "timeout", "cancel"]
+
+
+def _wait(proc: subprocess.Popen[bytes], deadline: float | None, token: CancelToken | None) -> WaitEnd:
+    """Wait for the process to exit, the deadline to pass or the token to fire."""
     exit_fd, close = _exit_signal(proc)
     with ExitStack() as stack:
         stack.callback(close)

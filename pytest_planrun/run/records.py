@@ -7,7 +7,11 @@ JSON-able dicts.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from ..core.state import Outcome
+
+AttemptState = Literal["succeeded", "failed", "canceled"]  # the ledger's attempt states
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +20,7 @@ class AttemptRecord:
 
     step_id: str
     attempt: int  # 1-based
-    state: str  # "succeeded" | "failed" | "canceled" (the ledger's attempt states)
+    state: AttemptState
     exit_code: int | None
     timed_out: bool
     started_at: float  # wall clock (epoch seconds)
@@ -29,6 +33,11 @@ class AttemptRecord:
     worker: str = "main"
     waited_for_lock: str | None = None  # a lock another run held when this attempt wanted it
     lock_wait: float = 0.0  # seconds spent waiting for locks (part of the attempt's timeout)
+
+    def headline(self) -> str:
+        """One line, fit for a dashboard: "exit code 2 after 3 attempts", "timed out after 5 s"."""
+        what = self.error or f"exit code {self.exit_code}"
+        return f"{what} after {self.attempt} attempts" if self.attempt > 1 else what
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,7 +55,7 @@ class StepResult:
     """The final word on a step: its outcome, why, and every attempt it made."""
 
     step_id: str
-    outcome: str  # an Outcome value: succeeded | failed | skipped | canceled
+    outcome: Outcome
     reason: str | None = None  # why skipped/cancelled/failed, shown verbatim everywhere
     attempts: tuple[AttemptRecord, ...] = field(default_factory=tuple)
     allowed_failure: bool = False  # critical: false and failed

@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from ..core.state import Action, Cancel, Start
+from ..core.state import Action, Start
 
 
 class Drivable(Protocol):
@@ -18,51 +18,37 @@ class Drivable(Protocol):
 
     def take_actions(self) -> list[Action]: ...
 
+    def claim(self, start: Start, worker: str) -> bool: ...
+
     def next_wake(self) -> float | None: ...
 
     def wake(self) -> None: ...
 
-    def interrupt(self, reason: str) -> None: ...
-
-    def on_unsent(self, step_id: str, attempt: int) -> None: ...
-
 
 def drive_serially(
     controller: Drivable,
-    run_step: Callable[[str, int], None],
-    should_stop: Callable[[], str | None],
+    run_step: Callable[[Start], None],
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Run the plan to its end: start what the core says, feed it outcomes (through the reports
-    ``run_step`` produces), and sleep only until the next retry is due — never a polling loop."""
-    todo: deque[Action] = deque()
+    ``run_step`` produces), and sleep only until the next retry is due — never a polling loop.
+
+    Cancels need nothing here: one step runs at a time, and it has ended by the time actions are
+    taken; a start that a cancel overtook is withdrawn by the controller (``claim`` says no).
+    """
+    starts: deque[Start] = deque()
 
     def take() -> None:
-        while batch := controller.take_actions():  # taking one batch may decide more (on_unsent)
-            for action in batch:
-                place(action)
-
-    def place(action: Action) -> None:
-        if not isinstance(action, Cancel):
-            todo.append(action)
-            return
-        # One step runs at a time and it has ended: a cancelled step is one still queued.
-        queued = next((a for a in todo if isinstance(a, Start) and a.step_id == action.step_id), None)
-        if queued is not None:
-            todo.remove(queued)
-            controller.on_unsent(queued.step_id, queued.attempt)
+        starts.extend(a for a in controller.take_actions() if isinstance(a, Start))
 
     take()
     while True:
-        while todo:
-            action = todo.popleft()
-            if isinstance(action, Start):
-                run_step(action.step_id, action.attempt)
-                reason = should_stop()
-                if reason is not None:
-                    controller.interrupt(reason)
+        while starts:
+            start = starts.popleft()
+            if controller.claim(start, "main"):
+                run_step(start)
             take()
         if controller.final is not None:
             return

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..plan import Masker, ResolvedStep
 from .locks import LockCancelled, LockTimeout, holding
 from .process import AttemptOutcome, AttemptSpec, CancelToken, run_attempt
-from .records import AttemptRecord
+from .records import AttemptRecord, AttemptState
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +93,7 @@ def execute_attempt(
         cancelled = None if timed_out else str(stopped)
         outcome = AttemptOutcome(None, timed_out, cancelled, message, begun_wall, now, time.monotonic() - begun, None)
         lock_wait = time.monotonic() - begun
+    state: AttemptState
     if outcome.cancelled is not None:
         state = "canceled"
     elif outcome.exit_code == 0 and not outcome.timed_out and outcome.error is None:

@@ -16,7 +16,20 @@ from hypothesis import strategies as st
 import pytest_planrun
 from pytest_planrun.core.decide import Phase, RunCore
 from pytest_planrun.core.graph import find_cycle, remaining_path, topological_order, transitive_dependents
-from pytest_planrun.core.state import Action, Blocked, Cancel, Finish, OnFailure, Outcome, Skip, Start, StepRule, Wait
+from pytest_planrun.core.state import (
+    Action,
+    Blocked,
+    Cancel,
+    Ended,
+    Finish,
+    OnFailure,
+    Outcome,
+    Skip,
+    Start,
+    StepRule,
+    Verdict,
+    Wait,
+)
 
 
 @dataclass
@@ -102,7 +115,11 @@ def test_abort_cancels_pending_and_running_steps() -> None:
     assert Cancel("b", reason, running=False) in actions and Cancel("c", reason, running=False) in actions
     assert not any(isinstance(a, Start) for a in actions)
     actions = core.attempt_ended("slow", 1, False, 2.0)
-    assert actions == [Cancel("slow", reason, running=False), Finish("failed", "step 'a' failed")]
+    assert actions == [
+        Ended("slow", 1, Verdict.CANCELED, reason),
+        Cancel("slow", reason, running=False),
+        Finish("failed", "step 'a' failed"),
+    ]
     assert core.outcome("slow") is Outcome.CANCELED
 
 
@@ -134,23 +151,24 @@ def test_non_critical_abort_acts_as_skip_dependents_and_run_succeeds() -> None:
 
 def test_retry_with_delay_is_a_wait_not_a_sleep() -> None:
     core = RunCore([StepRule("a", retries=1, retry_delay=5.0), StepRule("b")], slots=1)
-    assert core.begin() == [Start("a", 1)]
+    assert core.begin() == [Start("a", 1, Verdict.RETRY)]
     actions = core.attempt_ended("a", 1, False, 10.0)
-    assert actions == [Wait("a", 2, 15.0), Start("b", 1)]  # the slot serves another step meanwhile
+    # the slot serves another step meanwhile
+    assert actions == [Ended("a", 1, Verdict.RETRY), Wait("a", 2, 15.0), Start("b", 1)]
     assert core.next_wake() == 15.0
     assert core.wake(12.0) == []
     core.attempt_ended("b", 1, True, 13.0)
     assert core.wake(15.0) == [Start("a", 2)]
-    assert core.attempt_ended("a", 2, True, 16.0) == [Finish("succeeded", None)]
+    assert core.attempt_ended("a", 2, True, 16.0) == [Ended("a", 2, Verdict.SUCCEEDED), Finish("succeeded", None)]
     assert core.attempts("a") == 2
 
 
 def test_a_given_retry_delay_overrides_the_steps() -> None:
     core = RunCore([StepRule("a", retries=2, retry_delay=5.0)], slots=1)
     core.begin()
-    assert core.attempt_ended("a", 1, False, 10.0, retry_delay=1.5) == [Wait("a", 2, 11.5)]
-    assert core.wake(11.5) == [Start("a", 2)]
-    assert core.attempt_ended("a", 2, False, 20.0, retry_delay=0.0) == [Start("a", 3)]
+    assert core.attempt_ended("a", 1, False, 10.0, retry_delay=1.5)[1:] == [Wait("a", 2, 11.5)]
+    assert core.wake(11.5) == [Start("a", 2, Verdict.RETRY)]
+    assert core.attempt_ended("a", 2, False, 20.0, retry_delay=0.0)[1:] == [Start("a", 3)]
 
 
 def test_explicit_zero_retries_means_one_attempt() -> None:
@@ -202,11 +220,12 @@ def test_a_step_cancelled_on_request_skips_its_dependents_and_the_rest_goes_on()
     assert core.cancel_step("later", reason) == [Cancel("later", reason, running=False)]  # pending
     assert core.cancel_step("later", reason) == []  # already ended
     assert core.attempt_ended("long", 1, False, 1.0) == [
+        Ended("long", 1, Verdict.CANCELED, reason),
         Cancel("long", reason, running=False),  # its verdict, now that the attempt has ended
         Skip("after", "dependency 'long' was cancelled"),
     ]
     assert core.outcome("long") is Outcome.CANCELED and core.reason("long") == reason
-    assert core.attempt_ended("slow", 1, True, 2.0) == [Finish("canceled", "step 'long' was cancelled on request")]
+    assert core.attempt_ended("slow", 1, True, 2.0)[1:] == [Finish("canceled", "step 'long' was cancelled on request")]
     assert core.outcome("later") is Outcome.CANCELED and core.attempts("later") == 0
 
 
@@ -218,10 +237,11 @@ def test_cancelling_a_non_critical_step_leaves_the_run_state_alone() -> None:
     core.begin()
     core.cancel_step("optional", "cancelled on request")
     assert core.attempt_ended("optional", 1, False, 1.0) == [
+        Ended("optional", 1, Verdict.CANCELED, "cancelled on request"),
         Cancel("optional", "cancelled on request", running=False),
         Start("main", 1),
     ]
-    assert core.attempt_ended("main", 1, True, 2.0) == [Finish("succeeded", None)]
+    assert core.attempt_ended("main", 1, True, 2.0)[1:] == [Finish("succeeded", None)]
 
 
 def test_interrupt_cancels_everything() -> None:

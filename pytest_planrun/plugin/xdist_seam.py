@@ -1,0 +1,180 @@
+"""The one place planrun reaches into pytest-xdist's internals, behind a version check at start-up.
+
+xdist offers no public way to wake its controller loop, to send a worker a command of our own or
+to run an item the moment it arrives; each use below names the upstream code it mirrors (xdist
+3.6–3.8). Outside the tested versions a plan run stops with one usage error instead of misbehaving;
+``-p no:xdist`` runs the plan serially, through public APIs only.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from xdist.workermanage import WorkerController
+
+# The ranges pyproject.toml declares (a unit test keeps them equal): [lowest, first untested).
+TESTED = {
+    "pytest": ((8, 3), (10,)),
+    "pytest-xdist": ((3, 6), (3, 9)),
+}
+
+RUN_STEP = "planrun_run"  # controller -> worker: run this step's attempt now
+CANCEL_STEP = "planrun_cancel"  # controller -> worker: stop this step's attempt
+WAKE = "planrun_wake"  # anything -> the controller loop: the core has new actions
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+
+def version_problems(versions: dict[str, str]) -> list[str]:
+    """What is wrong with the installed ``versions`` ({distribution: version}) for a plan run with xdist."""
+    problems = []
+    for name, version in versions.items():
+        lowest, untested = TESTED[name]
+        if not lowest <= _release(version) < untested:
+            wanted = f">={'.'.join(map(str, lowest))},<{'.'.join(map(str, untested))}"
+            problems.append(
+                f"pytest-planrun runs plans with pytest-xdist only under {name}{wanted}, found {name} {version}: "
+                f"install a version in that range, or run the plan without xdist (-p no:xdist)"
+            )
+    return problems
+
+
+def check_versions(config: pytest.Config) -> None:
+    """Refuse a plan run whose pytest or xdist is outside the tested range (a usage error, exit 4)."""
+    import xdist
+
+    problems = version_problems({"pytest": pytest.__version__, "pytest-xdist": xdist.__version__})
+    if problems:
+        raise pytest.UsageError(*problems)
+
+
+def default_workers(config: pytest.Config, workers: int) -> None:
+    """Without ``-n``, the plan's ``max_concurrency`` sets the number of workers. xdist has no hook
+    for this; it mirrors xdist 3.8 plugin.py ``pytest_cmdline_main``, which turns ``-n`` into
+    ``--dist``/``--tx`` the same way (and runs after this)."""
+    option = config.option
+    option.numprocesses = workers
+    if option.dist == "no":
+        option.dist = "load"
+    option.tx = ["popen"] * workers
+
+
+# -- the controller's side ---------------------------------------------------------------------
+
+
+class ControllerLoop:
+    """Wakes xdist's controller loop from any thread (a retry timer, a cancel request)."""
+
+    def __init__(self, config: pytest.Config, on_wake: Callable[[], None]) -> None:
+        self._dsession: Any = config.pluginmanager.getplugin("dsession")
+        if self._dsession is not None:
+            # xdist 3.8 dsession.py ``loop_once`` hands each ("name", kwargs) event of its queue to
+            # ``worker_<name>``: our own event goes through that same queue, so the scheduler is
+            # only ever called on the loop's thread.
+            setattr(self._dsession, f"worker_{WAKE}", on_wake)
+
+    def wake(self) -> None:
+        if self._dsession is not None:
+            self._dsession.queue.put((WAKE, {}))
+
+
+def stop_requested(config: pytest.Config) -> str | None:
+    """Why xdist's controller loop is stopping (``-x``, a worker's KeyboardInterrupt), or None:
+    xdist 3.8 dsession.py keeps it in ``DSession.shouldstop``, not in the session."""
+    dsession = config.pluginmanager.getplugin("dsession")
+    return str(getattr(dsession, "shouldstop", None) or "") or None
+
+
+def report_node(report: pytest.TestReport) -> WorkerController | None:
+    """The worker a report came from: xdist 3.8 dsession.py ``worker_testreport`` sets ``rep.node``
+    on the controller (None: a report of this process)."""
+    return getattr(report, "node", None)
+
+
+def worker_id(report: pytest.TestReport) -> str:
+    """The id of the worker a report came from ("gw0"), or "?"."""
+    node = report_node(report)
+    return str(node.gateway.id) if node is not None else "?"
+
+
+def send_step(node: WorkerController, index: int, step_id: str, attempt: int, if_failed: str) -> None:
+    """Ask ``node`` to run one attempt now (handled by ``WorkerChannel`` on the worker)."""
+    node.sendcommand(RUN_STEP, index=index, step_id=step_id, attempt=attempt, if_failed=if_failed)
+
+
+def send_cancel(node: WorkerController, step_id: str, reason: str) -> None:
+    node.sendcommand(CANCEL_STEP, step_id=step_id, reason=reason)
+
+
+# -- a worker's side ------------------------------------------------------------------------------
+
+_INTERACTOR_NEEDS = ("channel", "handle_command", "sendevent")
+
+
+class WorkerChannel:
+    """A worker's end of the channel, taken over from xdist's ``WorkerInteractor``.
+
+    xdist 3.8 remote.py runs an item only once the *next* index has arrived, so a lone ready step
+    would wait for another to be sent; a DAG scheduler sends one step at a time. We receive the
+    commands ourselves and pass on the ones we do not handle.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        # By class name: a worker runs remote.py as a module execnet sent it, not ``xdist.remote``,
+        # so ``isinstance`` against the importable class would not match; the interactor registers
+        # itself without a name (remote.py ``WorkerInteractor.__init__``).
+        found = [
+            p
+            for p in config.pluginmanager.get_plugins()
+            if type(p).__name__ == "WorkerInteractor" and all(hasattr(p, a) for a in _INTERACTOR_NEEDS)
+        ]
+        if len(found) != 1:
+            raise RuntimeError(f"expected one xdist WorkerInteractor on this worker, found {len(found)}")
+        self._interactor: Any = found[0]
+
+    def take_over(
+        self,
+        on_run: Callable[[dict[str, Any]], None],
+        on_cancel: Callable[[str, str], None],
+        on_plain: Callable[[int], None],
+        on_end: Callable[[], None],
+    ) -> None:
+        """Receive the controller's commands; the callbacks run on execnet's receiver thread."""
+        interactor = self._interactor
+        end = object()
+
+        def handle(command: Any) -> None:
+            if command is end:
+                on_end()
+                return
+            name, kwargs = command
+            if name == RUN_STEP:
+                on_run(dict(kwargs))
+            elif name == CANCEL_STEP:
+                on_cancel(kwargs["step_id"], kwargs["reason"])
+            elif name == "runtests":  # xdist's command for ordinary tests given beside the plan
+                for index in kwargs["indices"]:
+                    on_plain(index)
+            elif name == "shutdown":
+                on_end()
+            else:
+                interactor.handle_command(command)
+
+        # mirrors remote.py ``pytest_runtestloop``: channel.setcallback(handle_command, endmarker=...)
+        interactor.channel.setcallback(handle, endmarker=end)
+
+    def run(self, index: int, run_item: Callable[[], None]) -> None:
+        """Run the item at ``index`` as remote.py ``run_one_test`` does: xdist's report hook tags
+        reports with ``item_index``, and the controller waits for ``runtest_protocol_complete``."""
+        self._interactor.item_index = index
+        start = time.perf_counter()
+        run_item()
+        self._interactor.sendevent("runtest_protocol_complete", item_index=index, duration=time.perf_counter() - start)
