@@ -135,7 +135,7 @@ def run_snapshot(ledger: Path, run_id: str, dag: Dag) -> dict[str, Any]:
                 "name": node.name,
                 "depends_on": list(node.depends_on),
                 "state": state,
-                "reason": rows[-1]["reason"] if rows else None,
+                "reason": (rows[-1]["reason"] or rows[-1]["error_log"]) if rows else None,
                 "duration": sum(a["duration"] or 0.0 for a in map(_attempt, ran)) if ran else None,
                 "attempts": [_attempt(r) for r in ran],
                 "log": logs,
