@@ -102,6 +102,7 @@ class Server:
         return httpx.Client(base_url=self.url, trust_env=False, timeout=30)
 
     def stop(self) -> None:
+        self.app.state.broadcaster.close_threadsafe()  # as `planrun serve` does on Ctrl-C
         self.server.should_exit = True
         self.thread.join(timeout=30)
         assert not self.thread.is_alive()

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..ledger import queries
 from . import pages
-from .broadcast import Broadcaster, RunSource, RunsSource
+from .broadcast import CLOSED, Broadcaster, RunSource, RunsSource
 from .cancel import cancel
 from .snapshot import list_runs, run_dag, run_snapshot
 
@@ -114,6 +114,8 @@ def create_app(ledger: Path, host: str = "127.0.0.1", token: str | None = None, 
                     except asyncio.TimeoutError:
                         yield ": keepalive\n\n"  # lets a proxy or the browser see the connection is alive
                         continue
+                    if payload == CLOSED:
+                        return
                     yield f"data: {payload}\n\n"
 
         headers = {"x-accel-buffering": "no"}
@@ -148,6 +150,7 @@ def create_app(ledger: Path, host: str = "127.0.0.1", token: str | None = None, 
     app = Starlette(
         routes=[
             Route("/", runs_page),
+            Route("/favicon.ico", lambda request: Response(status_code=204)),
             Route("/api/runs", runs_json),
             Route("/events", runs_events),
             Route("/runs/{run_id}", run_page),

@@ -152,16 +152,34 @@ def offer(queue: asyncio.Queue[str], payload: str) -> None:
     queue.put_nowait(payload)
 
 
+CLOSED = ""  # the payload that ends a stream: the server is stopping
+
+
 class Broadcaster:
     def __init__(self, interval: float = 0.25) -> None:
         self.interval = interval
         self.feeds: dict[str, Feed] = {}
+        self.closed = False
         self._lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def close(self) -> None:
+        """End every stream, so a stopping server need not wait for pages that never hang up."""
+        self.closed = True
+        for feed in self.feeds.values():
+            for queue in feed.subscribers:
+                offer(queue, CLOSED)
+
+    def close_threadsafe(self) -> None:
+        """``close`` from a signal handler or another thread."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.close)
 
     @asynccontextmanager
     async def subscribe(self, key: str, make_source: Callable[[], Source]) -> AsyncIterator[asyncio.Queue[str]]:
         """A queue of payloads for ``key``, whose feed starts with its first subscriber and stops
         with its last. ``make_source`` may raise (an unknown run) before anything is subscribed."""
+        self._loop = asyncio.get_running_loop()
         async with self._lock:
             feed = self.feeds.get(key)
             if feed is None:
@@ -169,7 +187,9 @@ class Broadcaster:
                 self.feeds[key] = feed
                 feed.start()
             queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1)
-            if feed.latest is not None:
+            if self.closed:
+                queue.put_nowait(CLOSED)
+            elif feed.latest is not None:
                 queue.put_nowait(feed.latest)
             feed.subscribers.add(queue)
         try:

@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
 from .app import create_app
+from .broadcast import Broadcaster
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, which first ends the event streams when asked to stop."""
+
+    def __init__(self, config: uvicorn.Config, broadcaster: Broadcaster) -> None:
+        super().__init__(config)
+        self.broadcaster = broadcaster
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.broadcaster.close_threadsafe()
+        super().handle_exit(sig, frame)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -26,4 +40,4 @@ def serve(ledger: Path, host: str = "127.0.0.1", port: int = 8765) -> None:
     actual = sock.getsockname()[1]
     display = f"[{host}]" if ":" in host else host
     print(f"planrun serve: http://{display}:{actual}/ (ledger {ledger}); Ctrl-C to stop", flush=True)
-    uvicorn.Server(config).run(sockets=[sock])
+    Server(config, app.state.broadcaster).run(sockets=[sock])
