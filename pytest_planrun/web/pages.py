@@ -4,6 +4,7 @@ script and styles are static files (the Content-Security-Policy allows no inline
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +19,16 @@ def fmt_duration(seconds: float | None) -> str:
         return f"{seconds:.1f}s"
     minutes, sec = divmod(int(seconds), 60)
     return f"{minutes}m{sec:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def fmt_time(iso: str | None) -> str:
+    """A ledger time to the second, as the page's script shows it too."""
+    if not iso:
+        return ""
+    try:
+        return datetime.fromisoformat(iso).isoformat(sep=" ", timespec="seconds")
+    except ValueError:
+        return iso
 
 
 def fmt_vars(variables: object) -> str:
@@ -49,7 +60,7 @@ def _run_row(run: Mapping[str, Any]) -> str:
         f"<td>{escape(str(run['plan_id'] or ''))}<div class=sub>{escape(str(run['plan_path'] or ''))}</div></td>"
         f"<td class=vars>{escape(fmt_vars(run['variables']))}</td>"
         f'<td><span class="badge state-{escape(str(run["state"]))}">{escape(str(run["state"]))}</span></td>'
-        f"<td>{escape(str(run['started_at'] or run['created_at'] or ''))}</td>"
+        f"<td>{escape(fmt_time(run['started_at'] or run['created_at']))}</td>"
         f"<td class=num>{escape(fmt_duration(run['duration']))}</td></tr>"
     )
 
@@ -84,7 +95,7 @@ def run_page(snapshot: Mapping[str, Any], dag: Dag, token: str) -> str:
         f"<div id=run-cancel>{cancel}</div></header><main>"
         f"<dl class=facts><dt>plan</dt><dd>{escape(str(run['plan_id'] or ''))} — {escape(str(run['plan_path'] or ''))}"
         f"</dd><dt>variables</dt><dd class=vars>{escape(fmt_vars(run['variables']))}</dd>"
-        f"<dt>started</dt><dd>{escape(str(run['started_at'] or ''))}</dd>"
+        f"<dt>started</dt><dd>{escape(fmt_time(run['started_at']))}</dd>"
         f"<dt>message</dt><dd id=run-message>{escape(str(run['error_message'] or ''))}</dd></dl>"
         f"<p id=flash role=status></p>{note}<div class=graph>{render_svg(dag, states)}</div>"
         "<table class=steps><thead><tr><th>step</th><th>state</th><th>attempts</th><th>duration</th>"

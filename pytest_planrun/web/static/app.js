@@ -20,6 +20,11 @@ function duration(seconds) {
   return minutes < 60 ? minutes + "m" + rest + "s" : Math.floor(minutes / 60) + "h" + String(minutes % 60).padStart(2, "0") + "m";
 }
 
+// As the server renders ledger times: to the second, without the fraction.
+function time(iso) {
+  return iso ? iso.replace("T", " ").replace(/\.\d+/, "") : "";
+}
+
 function variables(vars) {
   return Object.entries(vars || {}).map(([k, v]) => k + "=" + v).join(" ");
 }
@@ -70,7 +75,7 @@ function renderRuns(data) {
         el("td", {}, run.plan_id || "", el("div", { class: "sub" }, run.plan_path || "")),
         el("td", { class: "vars" }, variables(run.variables)),
         el("td", {}, badge(run.state)),
-        el("td", {}, run.started_at || run.created_at || ""),
+        el("td", {}, time(run.started_at || run.created_at)),
         el("td", { class: "num" }, duration(run.duration)),
       ),
     ),
@@ -94,12 +99,31 @@ function attemptsText(step) {
     .join(", ");
 }
 
+// A running step's duration cell counts on between snapshots: its attempt's start, plus the
+// time of the attempts before it.
+function running(step) {
+  const last = step.attempts[step.attempts.length - 1];
+  if (step.state !== "running" || !last || !last.started_at) return { class: "num" };
+  const before = step.attempts.slice(0, -1).reduce((sum, a) => sum + (a.duration || 0), 0);
+  return { class: "num", "data-started": last.started_at, "data-before": String(before) };
+}
+
+function tick() {
+  for (const cell of document.querySelectorAll("[data-started]")) {
+    const seconds = (Date.now() - Date.parse(cell.dataset.started)) / 1000 + Number(cell.dataset.before || 0);
+    if (seconds >= 0) cell.textContent = duration(seconds);
+  }
+}
+
 function renderRun(data, runId) {
   const run = data.run;
   const state = document.getElementById("run-state");
   state.className = "badge state-" + run.state;
   state.textContent = run.state;
-  document.getElementById("run-duration").textContent = duration(run.duration);
+  const runDuration = document.getElementById("run-duration");
+  runDuration.textContent = duration(run.duration);
+  if (data.live && run.started_at) runDuration.dataset.started = run.started_at;
+  else delete runDuration.dataset.started;
   document.getElementById("run-message").textContent = run.error_message || "";
   const cancelBox = document.getElementById("run-cancel");
   if (!data.live) cancelBox.replaceChildren();
@@ -126,14 +150,14 @@ function renderRun(data, runId) {
         el("td", {}, step.name, step.name === step.step_id ? "" : el("div", { class: "sub" }, step.step_id)),
         el("td", {}, badge(step.state)),
         el("td", {}, attemptsText(step)),
-        el("td", { class: "num" }, duration(step.duration)),
+        el("td", running(step), duration(step.duration)),
         el("td", {}, step.reason || "", logDetails(step)),
         el("td", {}, step.state === "running" && data.live ? cancelForm(runUrl(runId) + "/steps/" + encodeURIComponent(step.step_id) + "/cancel", "Cancel step") : ""),
       ),
     ),
   );
   document.getElementById("events").replaceChildren(
-    ...data.events.map((e) => el("li", {}, e.timestamp + " " + e.type + " " + (e.data && e.data.step_id ? e.data.step_id : ""))),
+    ...data.events.map((e) => el("li", {}, time(e.timestamp) + " " + e.type + " " + (e.data && e.data.step_id ? e.data.step_id : ""))),
   );
   document.body.dataset.runState = run.state;
 }
@@ -144,6 +168,7 @@ function follow(url, render) {
   return source;
 }
 
+setInterval(tick, 1000);
 if (page === "runs") follow("/events", renderRuns);
 if (page === "run") {
   const runId = document.body.dataset.run;
