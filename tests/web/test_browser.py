@@ -21,6 +21,8 @@ DOCS = Path(__file__).parents[2] / "docs"
 @pytest.fixture
 def page() -> Iterator[Page]:
     if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("no system chromium: .ci/run installs it")
         pytest.skip("no system chromium (.ci/run installs it)")
     with sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--no-proxy-server"])
