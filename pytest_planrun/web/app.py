@@ -13,7 +13,6 @@ from urllib.parse import parse_qs, urlsplit
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -39,7 +38,7 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self';"
     " form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-LOOPBACK = ["127.0.0.1", "localhost", "::1", "[::1]"]
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class SecurityHeaders:
@@ -64,12 +63,27 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers if scope["type"] == "http" else send)
 
 
-def allowed_hosts(host: str) -> list[str]:
-    """Host headers to accept: a page of another site that rebinds its name to 127.0.0.1 must not
-    reach the server, so on loopback only loopback names pass."""
-    if host in ("0.0.0.0", "::", ""):
-        return ["*"]
-    return sorted({*LOOPBACK, host})
+class HostGuard:
+    """Requests must name this server: a page of another site that rebinds its domain to 127.0.0.1
+    must not reach it, so on loopback only loopback names pass. (Starlette's TrustedHostMiddleware
+    cuts ``[::1]:8765`` at its first colon.)"""
+
+    def __init__(self, app: ASGIApp, host: str) -> None:
+        self.app = app
+        self.any = host in ("0.0.0.0", "::", "")
+        self.allowed = {*LOOPBACK, host.strip("[]").lower()}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.any:
+            header = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            try:
+                name = urlsplit("//" + header).hostname or ""
+            except ValueError:
+                name = ""
+            if name not in self.allowed:
+                await PlainTextResponse("invalid host header", status_code=400)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _same_origin(request: Request) -> bool:
@@ -160,7 +174,7 @@ def create_app(ledger: Path, host: str = "127.0.0.1", token: str | None = None, 
             Route("/runs/{run_id}/steps/{step_id}/cancel", cancel_endpoint, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
-        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host)), Middleware(SecurityHeaders)],
+        middleware=[Middleware(HostGuard, host=host), Middleware(SecurityHeaders)],
         exception_handlers={LookupError: not_found, FileNotFoundError: not_found},
     )
     app.state.broadcaster = broadcaster

@@ -43,6 +43,9 @@ def run_summary(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_runs(ledger: Path, limit: int = 50) -> list[dict[str, Any]]:
+    """The latest runs; none while no run has made the ledger yet (a server may start first)."""
+    if not ledger.exists():
+        return []
     return [run_summary(r) for r in queries.list_runs(ledger, limit=limit)]
 
 

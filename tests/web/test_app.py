@@ -92,4 +92,14 @@ def test_unknown_runs_and_foreign_hosts_are_refused(client: TestClient) -> None:
     assert client.get("/runs/nope").status_code == 404
     assert client.get("/runs/nope/events").status_code == 404
     assert client.get("/", headers={"host": "evil.example"}).status_code == 400  # DNS rebinding
+    assert client.get("/", headers={"host": "127.0.0.1.evil.example:8765"}).status_code == 400
+    for loopback in ("localhost:8765", "[::1]:8765", "127.0.0.1"):
+        assert client.get("/", headers={"host": loopback}).status_code == 200
     assert client.get("/static/app.js").status_code == 200
+
+
+def test_a_server_started_before_any_run_lists_none(tmp_path: Path) -> None:
+    client = TestClient(create_app(tmp_path / "framework.db"), base_url="http://127.0.0.1:8765")
+    assert "no runs yet" in client.get("/").text
+    assert client.get("/api/runs").json() == {"runs": []}
+    assert not (tmp_path / "framework.db").exists()  # the view never creates a ledger
