@@ -40,4 +40,7 @@ def serve(ledger: Path, host: str = "127.0.0.1", port: int = 8765) -> None:
     actual = sock.getsockname()[1]
     display = f"[{host}]" if ":" in host else host
     print(f"planrun serve: http://{display}:{actual}/ (ledger {ledger}); Ctrl-C to stop", flush=True)
-    Server(config, app.state.broadcaster).run(sockets=[sock])
+    try:
+        Server(config, app.state.broadcaster).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has stopped: that is the way out
+        pass

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,3 +69,24 @@ def test_cancel_buttons_cancel_a_running_step_and_then_the_run(
     end = stream.wait_for(lambda p: p["run"]["state"] == "canceled", "the run cancelled")
     assert step_state(end, "other") == "canceled"
     assert run.proc.wait(timeout=60) == 2
+
+
+def test_planrun_serve_prints_its_address_and_stops_with_open_streams(finished: tuple[Path, str]) -> None:
+    ledger, run_id = finished
+    command = [sys.executable, "-m", "pytest_planrun.cli", "serve", "--ledger", str(ledger), "--port", "0"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        address = re.match(r"planrun serve: (http://127\.0\.0\.1:\d+)/ ", proc.stdout.readline())
+        assert address, "no address printed"
+        stream = EventStream(f"{address.group(1)}/runs/{run_id}/events")
+        assert stream.wait_for(lambda p: p["run"]["run_id"] == run_id, "the run", timeout=30)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        assert proc.wait(timeout=15) == 0
+        stream.thread.join(timeout=15)
+        assert not stream.thread.is_alive()  # the server ended the stream instead of waiting on it
+        assert "Traceback" not in proc.communicate()[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
