@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,8 +28,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..ledger import queries
 from . import pages
-from .broadcast import CLOSED, Broadcaster, RunSource, RunsSource
+from .broadcast import CLOSED, Broadcaster, RunSource, RunsSource, Source
 from .cancel import cancel
+from .graph import Dag
 from .snapshot import list_runs, run_dag, run_snapshot
 
 STATIC = Path(__file__).parent / "static"
@@ -107,7 +108,7 @@ def create_app(ledger: Path, host: str = "127.0.0.1", token: str | None = None, 
     async def runs_json(request: Request) -> Response:
         return JSONResponse({"runs": await anyio.to_thread.run_sync(list_runs, ledger)})
 
-    def _load(run_id: str) -> tuple[dict[str, Any], Any]:
+    def _load(run_id: str) -> tuple[dict[str, Any], Dag]:
         _, dag = run_dag(ledger, run_id)
         return run_snapshot(ledger, run_id, dag), dag
 
@@ -119,7 +120,7 @@ def create_app(ledger: Path, host: str = "127.0.0.1", token: str | None = None, 
         snapshot, _ = await anyio.to_thread.run_sync(_load, request.path_params["run_id"])
         return JSONResponse(snapshot)
 
-    async def stream(key: str, make_source: Any) -> Response:
+    async def stream(key: str, make_source: Callable[[], Source]) -> Response:
         async def events() -> AsyncIterator[str]:
             async with broadcaster.subscribe(key, make_source) as queue:
                 while True:
@@ -158,13 +159,16 @@ def create_app(ledger: Path, host: str = "127.0.0.1", token: str | None = None, 
             return PlainTextResponse(message, status_code=status)
         return RedirectResponse(pages.run_url(run_id), status_code=303)
 
+    async def no_icon(request: Request) -> Response:
+        return Response(status_code=204)  # browsers ask; a 404 would be a console error on every page
+
     async def not_found(request: Request, exc: Exception) -> Response:
         return PlainTextResponse(str(exc.args[0] if exc.args else exc), status_code=404)
 
     app = Starlette(
         routes=[
             Route("/", runs_page),
-            Route("/favicon.ico", lambda request: Response(status_code=204)),
+            Route("/favicon.ico", no_icon),
             Route("/api/runs", runs_json),
             Route("/events", runs_events),
             Route("/runs/{run_id}", run_page),

@@ -73,17 +73,16 @@ def step_state(attempts: list[dict[str, Any]]) -> str:
 
 
 def _attempt(row: dict[str, Any]) -> dict[str, Any]:
+    seconds = row["duration_sec"]
+    if seconds is None and row["state"] == "running":
+        seconds = duration(row["started_at"], None)  # so far
     return {
         "attempt": row["attempt"],
         "state": row["state"],
         "outcome": row["outcome"],
         "started_at": row["started_at"],
         "ended_at": row["ended_at"],
-        "duration": row["duration_sec"]
-        if row["duration_sec"] is not None
-        else duration(row["started_at"], None)
-        if row["state"] == "running"
-        else None,
+        "duration": seconds,
         "exit_code": row["exit_code"],
         "timed_out": bool(row["timed_out"]),
         "reason": row["reason"] or row["error_log"],

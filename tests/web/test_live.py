@@ -21,10 +21,12 @@ def test_a_state_change_arrives_as_an_event_with_one_watcher_for_all_viewers(
     server = serve(run.ledger)
     url = f"{server.url}/runs/{run.run_id}/events"
     viewers = [EventStream(url) for _ in range(3)]
+    runs_list = EventStream(f"{server.url}/events")
+    runs_list.wait_for(lambda p: [r["state"] for r in p["runs"]] == ["running"], "the list showing the run")
     for viewer in viewers:
         viewer.wait_for(lambda p: step_state(p, "gate") == "running", "gate running")
     feeds = server.app.state.broadcaster.feeds
-    assert list(feeds) == [f"run:{run.run_id}"] and len(feeds[f"run:{run.run_id}"].subscribers) == 3
+    assert sorted(feeds) == [f"run:{run.run_id}", "runs"] and len(feeds[f"run:{run.run_id}"].subscribers) == 3
     builds = feeds[f"run:{run.run_id}"].builds
     (run.root / "go").touch()
     for viewer in viewers:
@@ -32,6 +34,7 @@ def test_a_state_change_arrives_as_an_event_with_one_watcher_for_all_viewers(
         assert done["steps"][0]["log"]["stdout"] == "waiting\nthrough\n"
     final = viewers[0].wait_for(lambda p: p["run"]["state"] == "succeeded", "the run's end")
     assert final["live"] is False and [e["type"] for e in final["events"]][-1] == "run_completed"
+    runs_list.wait_for(lambda p: [r["state"] for r in p["runs"]] == ["succeeded"], "the list showing its end")
     # the three viewers shared each build: a handful for a few state changes, not one per viewer
     assert feeds[f"run:{run.run_id}"].builds - builds < 10
 
