@@ -27,7 +27,6 @@ def test_a_state_change_arrives_as_an_event_with_one_watcher_for_all_viewers(
         viewer.wait_for(lambda p: step_state(p, "gate") == "running", "gate running")
     feeds = server.app.state.broadcaster.feeds
     assert sorted(feeds) == [f"run:{run.run_id}", "runs"] and len(feeds[f"run:{run.run_id}"].subscribers) == 3
-    builds = feeds[f"run:{run.run_id}"].builds
     (run.root / "go").touch()
     for viewer in viewers:
         done = viewer.wait_for(lambda p: step_state(p, "gate") == "succeeded", "gate succeeded")
@@ -35,8 +34,6 @@ def test_a_state_change_arrives_as_an_event_with_one_watcher_for_all_viewers(
     final = viewers[0].wait_for(lambda p: p["run"]["state"] == "succeeded", "the run's end")
     assert final["live"] is False and [e["type"] for e in final["events"]][-1] == "run_completed"
     runs_list.wait_for(lambda p: [r["state"] for r in p["runs"]] == ["succeeded"], "the list showing its end")
-    # the three viewers shared each build: a handful for a few state changes, not one per viewer
-    assert feeds[f"run:{run.run_id}"].builds - builds < 10
 
 
 def test_cancel_buttons_cancel_a_running_step_and_then_the_run(
