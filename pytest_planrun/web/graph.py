@@ -77,6 +77,24 @@ def _label(text: str) -> str:
     return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
 
 
+def edge_path(source: tuple[int, int], target: tuple[int, int], upwards: bool) -> str:
+    """From the right of ``source``'s box to the left of ``target``'s (top-left corners given).
+
+    An edge that skips columns runs along the gap between two rows of boxes, so it never crosses
+    the boxes of the columns it skips."""
+    (x1, y1), (x2, y2) = source, target
+    sx, sy, ex, ey = x1 + NODE_W, y1 + NODE_H // 2, x2, y2 + NODE_H // 2
+    if ex - sx <= GAP_X:  # next column: one curve
+        mid = (sx + ex) // 2
+        return f"M{sx},{sy} C{mid},{sy} {mid},{ey} {ex},{ey}"
+    gap = y1 - GAP_Y // 2 if upwards else y1 + NODE_H + GAP_Y // 2
+    q = GAP_X // 4
+    return (
+        f"M{sx},{sy} C{sx + q},{sy} {sx + q},{gap} {sx + 2 * q},{gap}"
+        f" L{ex - 2 * q},{gap} C{ex - q},{gap} {ex - q},{ey} {ex},{ey}"
+    )
+
+
 def render_svg(dag: Dag, states: Mapping[str, str]) -> str:
     """The graph as an ``<svg>`` element; each node is a ``<g class="node state-X" data-step=ID>``."""
     place = positions(dag.nodes)
@@ -96,12 +114,9 @@ def render_svg(dag: Dag, states: Mapping[str, str]) -> str:
         for dep in node.depends_on:
             if dep not in place:
                 continue
-            x1, y1 = corner(dep)
-            sx, sy, ex, ey = x1 + NODE_W, y1 + NODE_H // 2, x2, y2 + NODE_H // 2
-            mid = (sx + ex) // 2
             parts.append(
                 f'<path class="edge" data-from="{escape(dep)}" data-to="{escape(node.step_id)}"'
-                f' d="M{sx},{sy} C{mid},{sy} {mid},{ey} {ex},{ey}"/>'
+                f' d="{edge_path(corner(dep), (x2, y2), place[dep][1] > place[node.step_id][1])}"/>'
             )
     for node in dag.nodes:
         x, y = corner(node.step_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from itertools import pairwise
 from pathlib import Path
 
 from pytest_planrun.web.graph import Dag, Node, levels, load_dag, positions, render_svg
@@ -69,3 +70,17 @@ def test_a_changed_or_missing_plan_is_said_so(tmp_path: Path) -> None:
     assert changed.nodes[1].depends_on == ("a",) and "changed since this run" in str(changed.note)
     gone = load_dag({**run, "plan_path": str(tmp_path / "gone.json")}, ["a", "b"], {"a": "A"})
     assert gone.nodes == (Node("a", "A", ()), Node("b", "b", ())) and "not found" in str(gone.note)
+
+
+def test_an_edge_that_skips_a_column_runs_between_rows_not_through_boxes() -> None:
+    nodes = [Node("a", "a", ()), Node("b", "b", ()), Node("c", "c", ("a",)), Node("d", "d", ("c", "b"))]
+    svg = render_svg(Dag(tuple(nodes)), {})
+    path = re.search(r'data-from="b" data-to="d" d="([^"]+)"', svg)
+    assert path
+    c_box = re.search(r'data-step="c"><title>c</title><rect x="(\d+)" y="(\d+)" width="(\d+)" height="(\d+)"', svg)
+    assert c_box
+    cx, cy, cw, ch = map(int, c_box.groups())
+    # the path crosses c's column on one horizontal segment, which lies outside c's box
+    points = [tuple(map(int, p.split(","))) for p in re.findall(r"-?\d+,-?\d+", path.group(1))]
+    spans = [(p, q) for p, q in pairwise(points) if p[1] == q[1] and p[0] <= cx and q[0] >= cx + cw]
+    assert len(spans) == 1 and not cy <= spans[0][0][1] <= cy + ch
