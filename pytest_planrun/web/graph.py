@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
+from ..plan.packaged import PLANS_DIR
+
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 190, 44, 70, 18, 12
 LABEL_CHARS = 24
 
@@ -153,6 +155,8 @@ def _candidates(plan_path: str, run_dir: str | None) -> Iterable[Path]:
         for base in Path(run_dir).parents:
             yield base / given
     yield Path.cwd() / given
+    if given.parent == Path("."):  # a plan run by name (``--plan safe-merge``) is shown by its file name
+        yield PLANS_DIR / given
 
 
 def load_dag(run: Mapping[str, object], step_ids: Sequence[str], names: Mapping[str, str]) -> Dag:

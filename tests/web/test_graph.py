@@ -8,6 +8,7 @@ import re
 from itertools import pairwise
 from pathlib import Path
 
+from pytest_planrun.plan.packaged import PLANS_DIR
 from pytest_planrun.web.graph import Dag, Node, levels, load_dag, positions, render_svg
 
 
@@ -84,3 +85,14 @@ def test_an_edge_that_skips_a_column_runs_between_rows_not_through_boxes() -> No
     points = [tuple(map(int, p.split(","))) for p in re.findall(r"-?\d+,-?\d+", path.group(1))]
     spans = [(p, q) for p, q in pairwise(points) if p[1] == q[1] and p[0] <= cx and q[0] >= cx + cw]
     assert len(spans) == 1 and not cy <= spans[0][0][1] <= cy + ch
+
+
+def test_a_packaged_plan_run_by_name_is_found(tmp_path: Path) -> None:
+    file = PLANS_DIR / "safe_merge.json"
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    steps = json.loads(file.read_text())["steps"]
+    run = {"plan_path": "safe_merge.json", "plan_hash": digest, "run_dir": str(tmp_path / "runs" / "r1")}
+    dag = load_dag(run, [s["id"] for s in steps], {})
+    assert dag.note is None
+    assert [n.depends_on for n in dag.nodes] == [tuple(s.get("depends_on", ())) for s in steps]
+    assert any(n.depends_on for n in dag.nodes)
