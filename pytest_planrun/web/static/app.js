@@ -82,14 +82,21 @@ function renderRuns(data) {
   );
 }
 
+// Which logs are unfolded: a running or failed step's by default, then as the reader leaves them.
 const openLogs = new Set();
+const closedLogs = new Set();
+const UNFOLDED = ["running", "retrying", "failed"];
 
 function logDetails(step) {
   const text = [step.log.stdout, step.log.stderr ? "--- stderr ---\n" + step.log.stderr : ""].join("");
   if (!text) return "";
   const details = el("details", { "data-step": step.step_id }, el("summary", {}, "log tail"), el("pre", { class: "log" }, text));
-  details.open = openLogs.has(step.step_id);
-  details.addEventListener("toggle", () => (details.open ? openLogs.add(step.step_id) : openLogs.delete(step.step_id)));
+  const id = step.step_id;
+  details.open = openLogs.has(id) || (!closedLogs.has(id) && UNFOLDED.includes(step.state));
+  details.addEventListener("toggle", () => {
+    (details.open ? openLogs : closedLogs).add(id);
+    (details.open ? closedLogs : openLogs).delete(id);
+  });
   return details;
 }
 
