@@ -296,6 +296,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo()
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .web import serve  # the web extra: imported only by this command
+    except ImportError as error:
+        print(f"planrun serve needs the web extra: pip install 'pytest-planrun[web]' ({error})", file=sys.stderr)
+        return 2
+    serve(Path(args.ledger), host=args.host, port=args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="planrun", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -337,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "demo", help="Run the safe-merge gate against a throwaway origin and clone in a temp directory"
     ).set_defaults(func=cmd_demo)
+    serve = sub.add_parser("serve", help="Serve a live web view of the ledger's runs (127.0.0.1 by default)")
+    serve.add_argument("--ledger", default=DEFAULT_LEDGER)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

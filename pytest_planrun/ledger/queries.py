@@ -172,3 +172,20 @@ def previous_durations(db_path: Path, plan_id: str) -> dict[str, float]:
         if row["step_id"] is not None and row["duration_sec"] is not None:
             durations[row["step_id"]] = durations.get(row["step_id"], 0.0) + float(row["duration_sec"])
     return durations
+
+
+def get_run_events_after(db_path: Path, run_id: str, after_event_id: int = 0, limit: int = 200) -> list[dict[str, Any]]:
+    """A run's events with ids above ``after_event_id`` (the latest ``limit`` of them), oldest first:
+    what a live view appends since it last looked, without re-reading the whole history."""
+    with _reading(db_path) as conn:
+        rows = conn.execute(
+            "SELECT * FROM (SELECT * FROM run_events WHERE run_id = ? AND event_id > ? ORDER BY event_id DESC"
+            " LIMIT ?) ORDER BY event_id",
+            (run_id, after_event_id, limit),
+        ).fetchall()
+    return [_row(r) for r in rows]
+
+
+def count_run_events(db_path: Path, run_id: str) -> int:
+    with _reading(db_path) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM run_events WHERE run_id = ?", (run_id,)).fetchone()[0])

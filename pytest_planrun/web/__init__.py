@@ -1,0 +1,8 @@
+"""``planrun serve``: a live web view of the ledger's runs; it reads the ledger and never writes it."""
+
+from __future__ import annotations
+
+from .app import create_app
+from .server import serve
+
+__all__ = ["create_app", "serve"]
