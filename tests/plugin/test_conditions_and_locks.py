@@ -103,7 +103,11 @@ def test_lock_holders_never_overlap_within_a_run(
     run_plan: RunPlan, pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PLANRUN_LOCK_DIR", str(tmp_path))
-    steps = [stamped(f"push{i}", "sleep 0.3", locks=["push"]) for i in range(3)] + [stamped("free", "sleep 0.3")]
+    # The lock holder waits until the free step has started: were the free step held up behind the lock,
+    # the holder would time out instead of passing (no timing luck either way, however late workers come).
+    wait_for_free = "until [ -e free-started ]; do sleep 0.02; done; sleep 0.3"
+    steps = [stamped(f"push{i}", wait_for_free, locks=["push"], timeout_sec=60) for i in range(3)]
+    steps.append(stamped("free", "touch free-started; sleep 0.3"))
     result = run_plan(steps, "-n", "3")
     result.assert_outcomes(passed=4)
     t = stamps(pytester.path)

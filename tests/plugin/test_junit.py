@@ -61,6 +61,8 @@ def every_outcome() -> list[dict[str, Any]]:
             retries=1,
             on_failure="skip_dependents",
             name="Fails with output",
+            # first in line, so both attempts end long before 'fatal' (after a 1 s timeout) aborts the run
+            ui_hints={"weight": 100},
         ),
         step("skipped", "true", depends_on=["rerun_fail"]),
         sh("hang", "sleep 30", timeout_sec=1, on_failure="continue"),
