@@ -9,6 +9,7 @@ to xdist's controller loop through the same queue as a wake (``xdist_seam.Contro
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -63,7 +64,7 @@ class LiveRun:
         self.running: dict[str, tuple[int, str, float]] = {}  # step -> attempt, worker, started (wall)
         self.quiet_since = time.time()  # the last time a step ended (or the run began)
         self.shown_at: float | None = None  # when the status was last shown, since quiet_since
-        self.drawn = False  # a TTY line of ours is on screen
+        self.back: str | None = None  # a TTY line of ours is on screen: how to return to pytest's line
         self.terminal: Any = None
 
     # -- RunObserver ----------------------------------------------------------------------------
@@ -126,30 +127,45 @@ class LiveRun:
         line = status_line(running, now)
         with self._uncaptured():
             if terminal.isatty:
-                width = terminal._tw.fullwidth  # one line: longer ones would wrap and not be rewritten
-                if not self.drawn:
-                    terminal.ensure_newline()
-                terminal.write("\r" + line[: width - 1] + "\x1b[K", flush=True)
-                self.drawn = True
+                self._draw(terminal, line)
             elif self.shown_at is None or now - self.shown_at >= self.status_after:
                 # a CI log: appended, once per quiet interval
                 terminal.ensure_newline()
                 terminal.write_line(line, flush=True)
                 self.shown_at = now
 
+    def _draw(self, terminal: Any, line: str) -> None:
+        """On a line of its own below pytest's progress, rewritten in place. It is written past
+        pytest's writer, which so keeps its idea of the progress line, where ``_erase`` returns to."""
+        terminal._tw.flush()
+        if self.back is None:
+            column = terminal._tw.width_of_current_line  # -1: unknown (xdist's rewrites leave a '\r')
+            if column == 0:
+                self.back = ""  # pytest's line is empty: ours goes there
+            else:
+                _raw("\n")
+                # back up to the end of pytest's line; where that is unknown, pytest goes on below
+                self.back = f"\x1b[A\x1b[{column}C" if column > 0 else ""
+        width = terminal._tw.fullwidth  # one line: a longer one would wrap and not be rewritten
+        _raw("\r" + line[: width - 1] + "\x1b[K")
+
     def _erase(self) -> None:
-        if not self.drawn:
+        back, self.back = self.back, None
+        if back is None:
             return
-        self.drawn = False
-        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-        if terminal is not None:
-            with self._uncaptured():
-                terminal.write("\r\x1b[K", flush=True)
+        with self._uncaptured():
+            _raw("\r\x1b[K" + back)
 
     def _uncaptured(self) -> Any:
         """In a serial run the beat comes while the step's item runs, under pytest's capture."""
         capman = self.config.pluginmanager.get_plugin("capturemanager")
         return capman.global_and_fixture_disabled() if capman is not None else nullcontext()
+
+
+def _raw(text: str) -> None:
+    """Straight to the terminal pytest writes to (uncaptured: see ``_uncaptured``)."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 class BeatTimer:
