@@ -65,7 +65,6 @@ class LiveRun:
         self.quiet_since = time.time()  # the last time a step ended (or the run began)
         self.shown_at: float | None = None  # when the status was last shown, since quiet_since
         self.back: str | None = None  # a TTY line of ours is on screen: how to return to pytest's line
-        self.terminal: Any = None
 
     # -- RunObserver ----------------------------------------------------------------------------
 
