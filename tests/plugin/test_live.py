@@ -127,10 +127,21 @@ def test_quiet_keeps_the_terminal_line_out(run_plan: RunPlan, mode: list[str]) -
 
 
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
-def test_on_a_tty_the_line_is_rewritten_in_place(pytester: pytest.Pytester, write_plan: object) -> None:
+def test_on_a_tty_the_line_is_rewritten_in_place(
+    pytester: pytest.Pytester, write_plan: object, mode: list[str]
+) -> None:
     plan = write_plan([sh("waiting", f"echo hello; {until_heartbeats(6)}")])  # type: ignore[operator]
     primary, secondary = os.openpty()
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "--plan", str(plan)]
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        *(mode or ["-p", "no:xdist"]),
+        "--plan",
+        str(plan),
+    ]
     argv += ["--planrun-heartbeat", "0.2", "--planrun-status-after", "0.5"]
     env = {**os.environ, "PYTEST_ADDOPTS": INNER_ADDOPTS, "COLUMNS": "200"}
     proc = subprocess.Popen(
