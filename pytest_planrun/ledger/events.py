@@ -19,6 +19,7 @@ EventType = Literal[
     "step_skipped",
     "step_canceled",
     "step_waiting",
+    "step_heartbeat",
     "run_completed",
     "run_canceled",
 ]

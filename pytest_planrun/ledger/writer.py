@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..run.observer import RunInfo
+from ..run.observer import Progress, RunInfo
 from ..run.records import ALLOWED_FAILURE, AttemptRecord, StepResult
 from .events import EventType, append_event, iso
 from .queries import mark_stale_runs
@@ -163,9 +163,25 @@ class LedgerRecorder:
                 "worker": record.worker,
             }
             if record.timed_out:
-                self._event(conn, "step_timeout", record.ended_at, **data)
+                kind = record.timeout_kind or "wall_clock"
+                self._event(conn, "step_timeout", record.ended_at, timeout_kind=kind, **data)
             if will_retry and record.state == "failed":
                 self._event(conn, "step_retry", record.ended_at, next_attempt=record.attempt + 1, **data)
+
+    def heartbeat(self, progress: Progress, now: float) -> None:
+        """A running attempt is alive: one ``run_events`` row and one events.jsonl line per beat."""
+        last = None if progress.last_output_at is None else iso(progress.last_output_at)
+        with self._write() as conn:
+            self._event(
+                conn,
+                "step_heartbeat",
+                now,
+                step_id=progress.step_id,
+                attempt=progress.attempt,
+                worker=progress.worker,
+                output_bytes=progress.output_bytes,
+                last_output_at=last,
+            )
 
     def step_waiting(self, step_id: str, reason: str, now: float) -> None:
         with self._write() as conn:

@@ -45,6 +45,7 @@ class ResolvedStep:
     provides: tuple[str, ...]
     consumes: tuple[str, ...]
     condition: str | None
+    no_output_timeout_sec: float | None = None  # None: a step may stay silent until its timeout
 
 
 @dataclass(frozen=True)
@@ -355,4 +356,5 @@ def _resolve_step(plan: Plan, index: int, step: Step, values: Mapping[str, str])
         provides=tuple(step.provides),
         consumes=tuple(step.consumes),
         condition=step.condition,
+        no_output_timeout_sec=step.effective_no_output_timeout(plan.globals),
     )

@@ -99,6 +99,8 @@ class Globals(_Frozen):
     """How many steps may run at once."""
     default_timeout_sec: PositiveSeconds = 1800
     default_retries: Count = 0
+    default_no_output_timeout_sec: PositiveSeconds | None = None
+    """Seconds a step may stay silent on stdout and stderr before it is killed; null means never."""
     env: EnvMap = {}
     """Environment for every step, over the process environment."""
 
@@ -138,10 +140,19 @@ class Step(_Frozen):
     """Resources that a transitive dependency must provide."""
     tags: list[str] = []
     ui_hints: UiHints | None = None
+    no_output_timeout_sec: PositiveSeconds | None = None
+    """Seconds of silence on stdout and stderr before the attempt is killed; null means
+    ``globals.default_no_output_timeout_sec``."""
 
     def effective_timeout(self, globals: Globals) -> float:
         """The step's timeout in seconds, falling back to the plan default."""
         return self.timeout_sec if self.timeout_sec is not None else globals.default_timeout_sec
+
+    def effective_no_output_timeout(self, globals: Globals) -> float | None:
+        """The step's no-output timeout in seconds, or None when silence is allowed."""
+        if self.no_output_timeout_sec is not None:
+            return self.no_output_timeout_sec
+        return globals.default_no_output_timeout_sec
 
     def effective_retries(self, globals: Globals) -> int:
         """The step's extra attempts; an explicit 0 beats a non-zero plan default."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +29,8 @@ class Ticket:
     if_failed: Verdict  # what the core foresaw for a failure of this attempt (``Start.if_failed``)
     token: CancelToken
     worker: str = "main"
+    on_beat: Callable[[], None] | None = None  # called while the attempt runs (serial runs)
+    beat_every: float | None = None
 
 
 ticket_key = pytest.StashKey[Ticket]()
@@ -150,7 +152,15 @@ class StepItem(pytest.Item):
         if ticket is None:  # run by a loop that is not ours (e.g. a plugin's own runtestloop)
             ticket = Ticket(attempt=1, if_failed=Verdict.FAILED, token=CancelToken())
         # a token cancelled before the attempt began gives a cancelled record without a process
-        record = execute_attempt(self.step, ticket.attempt, runtime.context, worker=ticket.worker, token=ticket.token)
+        record = execute_attempt(
+            self.step,
+            ticket.attempt,
+            runtime.context,
+            worker=ticket.worker,
+            token=ticket.token,
+            on_beat=ticket.on_beat,
+            beat_every=ticket.beat_every,
+        )
         self.stash[record_key] = record
         if record.state == "succeeded":
             return

@@ -16,6 +16,8 @@ VAR_HELP = "Set a plan variable; repeatable"
 LEDGER_HELP = "SQLite ledger to record runs in (default: .ledger/framework.db)"
 RUN_DIR_HELP = "Directory for attempt logs and events (default: runs/<run_id> beside the ledger)"
 KILL_GRACE_HELP = "Seconds between SIGTERM and SIGKILL when a step's process tree is stopped (default: 3)"
+HEARTBEAT_HELP = "Seconds between heartbeats of a running step in the ledger and events.jsonl (default: 5)"
+STATUS_HELP = "Seconds without a step ending before the terminal shows what is running (default: 10)"
 DEFAULT_LEDGER = ".ledger/framework.db"
 
 
@@ -49,6 +51,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="RUN_ID",
         help="Run only the steps that did not succeed in RUN_ID (default: the plan's last run) and their dependents",
     )
+    group.addoption("--planrun-heartbeat", metavar="SECONDS", default=None, help=HEARTBEAT_HELP)
+    group.addoption("--planrun-status-after", metavar="SECONDS", default=None, help=STATUS_HELP)
+    parser.addini("planrun_heartbeat", HEARTBEAT_HELP)
+    parser.addini("planrun_status_after", STATUS_HELP)
     parser.addini("planrun_ledger", LEDGER_HELP)
     parser.addini("planrun_kill_grace", KILL_GRACE_HELP)
 
@@ -60,6 +66,20 @@ def _seconds(value: str, where: str) -> float:
         raise pytest.UsageError(f"invalid number of seconds {value!r} from {where}") from None
     if seconds < 0:
         raise pytest.UsageError(f"invalid number of seconds {value!r} from {where}: must not be negative")
+    return seconds
+
+
+def _setting(config: pytest.Config, name: str, default: float, *, positive: bool = False) -> float:
+    """Seconds from ``--planrun-x-y``, else the ini key ``planrun_x_y``, else ``default``."""
+    flag = getattr(config.option, name)
+    if flag is not None:
+        seconds = _seconds(flag, "--" + name.replace("_", "-"))
+    elif config.getini(name):
+        seconds = _seconds(str(config.getini(name)), f"ini {name}")
+    else:
+        return default
+    if positive and seconds == 0:
+        raise pytest.UsageError(f"{name.replace('_', ' ')}: the number of seconds must be above 0")
     return seconds
 
 
@@ -79,6 +99,8 @@ class Settings:
     # resume (pytest's ``--last-failed`` habit, ``--lfnf`` included)
     resume_if_any: bool = False
     nothing_failed: str = "all"
+    heartbeat: float = 5.0
+    status_after: float = 10.0
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -94,6 +116,8 @@ class Settings:
             grace = _seconds(str(config.getini("planrun_kill_grace")), "ini planrun_kill_grace")
         else:
             grace = 3.0
+        heartbeat = _setting(config, "planrun_heartbeat", 5.0, positive=True)
+        status_after = _setting(config, "planrun_status_after", 10.0)
         run_dir = invocation_dir / opt.planrun_run_dir if opt.planrun_run_dir else None
         resume = opt.resume
         last_failed = bool(getattr(opt, "lf", False))  # absent with -p no:cacheprovider
@@ -108,4 +132,6 @@ class Settings:
             invocation_dir=invocation_dir,
             resume_if_any=last_failed and resume is None,
             nothing_failed=str(getattr(opt, "last_failed_no_failures", "all")),
+            heartbeat=heartbeat,
+            status_after=status_after,
         )

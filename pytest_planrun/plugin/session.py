@@ -28,9 +28,10 @@ from .ci_output import CiOutput
 from .controller import PlanController, StepPlace, place_for
 from .items import StepItem, Ticket, step_lines, ticket_key
 from .junit import JUnitEnricher
+from .live import BeatTimer, LiveRun
 from .options import Settings
 from .report import TerminalSummary
-from .xdist_seam import report_node, stop_requested
+from .xdist_seam import loop_poster, report_node, stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,11 @@ class ControllerPlugin:
             done_before=done_before,
         )
         self.summary.controller = self.controller
+        self.live = LiveRun(
+            config, self.controller, [ledger] if isinstance(ledger, LedgerRecorder) else [], settings.status_after
+        )
+        self.controller.observers.append(self.live)
+        self.beat_timer: BeatTimer | None = None  # xdist runs: the controller's beat
         self.control = ControlChannel(context.run_dir, self.controller.post_cancel)
         self.scheduler: Any = None  # the DAG scheduler, in xdist runs
 
@@ -106,6 +112,10 @@ class ControllerPlugin:
         if not session.config.option.collectonly:
             self.control.open()  # `planrun cancel RUN STEP` from here on
         if self.config.pluginmanager.has_plugin("dsession"):
+            post = loop_poster(self.config, "planrun_beat", self.live.beat)
+            if post is not None and not session.config.option.collectonly:
+                self.beat_timer = BeatTimer(self.settings.heartbeat, post)
+                self.beat_timer.start()
             return None  # an xdist run: the DAG scheduler drives the workers
         if session.testsfailed and not session.config.option.continue_on_collection_errors:
             raise session.Interrupted(
@@ -131,7 +141,9 @@ class ControllerPlugin:
         def run_step(start: Start) -> None:
             item = steps[start.step_id]
             token = CancelToken()
-            item.stash[ticket_key] = Ticket(start.attempt, start.if_failed, token)
+            item.stash[ticket_key] = Ticket(
+                start.attempt, start.if_failed, token, on_beat=self.live.beat, beat_every=self.settings.heartbeat
+            )
             controller.requests.track(start.step_id, token)
             try:
                 item.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
@@ -155,6 +167,8 @@ class ControllerPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.beat_timer is not None:
+            self.beat_timer.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown()  # pending retry timers
         self.control.close()

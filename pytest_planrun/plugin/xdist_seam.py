@@ -86,6 +86,16 @@ class ControllerLoop:
             self._dsession.queue.put((WAKE, {}))
 
 
+def loop_poster(config: pytest.Config, name: str, handler: Callable[[], None]) -> Callable[[], None] | None:
+    """A function that, from any thread, has ``handler`` called on xdist's controller loop (as
+    ``ControllerLoop.wake`` does for the scheduler); None outside an xdist run."""
+    dsession: Any = config.pluginmanager.getplugin("dsession")
+    if dsession is None:
+        return None
+    setattr(dsession, f"worker_{name}", handler)
+    return lambda: dsession.queue.put((name, {}))
+
+
 def stop_requested(config: pytest.Config) -> str | None:
     """Why xdist's controller loop is stopping (``-x``, a worker's KeyboardInterrupt), or None:
     xdist 3.8 dsession.py keeps it in ``DSession.shouldstop``, not in the session."""

@@ -37,6 +37,18 @@ class RunInfo:
     metadata: Mapping[str, object] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A running attempt's heartbeat."""
+
+    step_id: str
+    attempt: int
+    worker: str
+    started_at: float  # wall clock
+    output_bytes: int  # stdout and stderr so far
+    last_output_at: float | None  # wall clock of the last write to either log, None: nothing yet
+
+
 class RunObserver(Protocol):
     """Called on the controller only, in this order per step: started, ended (per attempt), finished."""
 

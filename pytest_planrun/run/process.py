@@ -46,6 +46,7 @@ class AttemptOutcome:
     ended_at: float
     duration: float
     pid: int | None
+    silent: bool = False  # timed out by the no-output timeout (``timed_out`` is set too)
 
 
 class CancelToken:
@@ -91,6 +92,11 @@ class CancelToken:
 
 def _seconds(value: float) -> str:
     return f"{value:g}"
+
+
+def no_output_reason(silence: float) -> str:
+    """The reason of an attempt killed for its silence (the wall-clock one says "timed out after")."""
+    return f"no output for {_seconds(silence)}s"
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
@@ -180,23 +186,28 @@ def tail(path: Path, max_bytes: int = 65536, secrets: tuple[str, ...] = ()) -> s
     return text
 
 
-def _drain(source: IO[bytes], target: IO[bytes], secrets: list[bytes]) -> None:
-    """Copy a pipe to a file, masking secrets, even when one straddles two chunks."""
-    keep = max(len(s) for s in secrets) - 1
-    carry = b""
-    fd = source.fileno()
-    while True:
-        chunk = os.read(fd, CHUNK)
-        buffer = carry + chunk
-        for secret in secrets:
+class _Sink:
+    """One output pipe copied to its log file, masking secrets even when one straddles two chunks."""
+
+    def __init__(self, target: IO[bytes], secrets: list[bytes]) -> None:
+        self.target = target
+        self.secrets = secrets
+        self.keep = max((len(s) for s in secrets), default=1) - 1
+        self.carry = b""
+
+    def feed(self, chunk: bytes) -> None:
+        buffer = self.carry + chunk
+        for secret in self.secrets:
             buffer = buffer.replace(secret, b"***")
-        if not chunk:
-            target.write(buffer)
-            break
-        cut = max(0, len(buffer) - keep)
-        target.write(buffer[:cut])
-        carry = buffer[cut:]
-    target.flush()
+        cut = max(0, len(buffer) - self.keep)
+        self.target.write(buffer[:cut])
+        self.carry = buffer[cut:]
+        self.target.flush()  # the log file is what heartbeats and `planrun` readers look at
+
+    def close(self) -> None:
+        self.target.write(self.carry)
+        self.carry = b""
+        self.target.flush()
 
 
 def _exit_signal(proc: subprocess.Popen[bytes]) -> tuple[int, Callable[[], None]]:
@@ -223,11 +234,64 @@ def _exit_signal(proc: subprocess.Popen[bytes]) -> tuple[int, Callable[[], None]
     return pidfd, lambda: os.close(pidfd)
 
 
-WaitEnd = Literal["exit", "timeout", "cancel"]
+WaitEnd = Literal["exit", "timeout", "silent", "cancel"]
 
 
-def _wait(proc: subprocess.Popen[bytes], deadline: float | None, token: CancelToken | None) -> WaitEnd:
-    """Wait for the process to exit, the deadline to pass or the token to fire."""
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """What the wait also watches besides the exit: silence, and a steady beat for the caller."""
+
+    silence: float | None = None  # seconds without output before the attempt is killed
+    beat_every: float | None = None
+    on_beat: Callable[[], None] | None = None
+
+
+class _Streams:
+    """The step's output pipes, drained by the waiting loop itself: output wakes it like an exit does."""
+
+    def __init__(self, sinks: dict[int, _Sink]) -> None:
+        self.sinks = sinks
+        self.last_output = time.monotonic()
+        self.poller = select.poll()
+
+    def watch_on(self, poller: select.poll) -> None:
+        self.poller = poller
+        for fd in self.sinks:
+            poller.register(fd, select.POLLIN)
+
+    def read(self, fd: int) -> None:
+        chunk = os.read(fd, CHUNK)
+        if chunk:
+            self.sinks[fd].feed(chunk)
+            self.last_output = time.monotonic()
+            return
+        self.poller.unregister(fd)  # end of file: whoever held the write end is gone
+        self.sinks.pop(fd).close()
+
+    def finish(self, patience: float) -> None:
+        """Copy what is left after the process tree has ended. A process that escaped the tree may
+        hold a pipe open; after ``patience`` seconds without end of file its output is given up."""
+        give_up = time.monotonic() + patience
+        self.watch_on(select.poll())
+        while self.sinks and (left := give_up - time.monotonic()) > 0:
+            for fd, _ in self.poller.poll(left * 1000):
+                if fd in self.sinks:
+                    self.read(fd)
+        for sink in self.sinks.values():
+            sink.close()
+        if self.sinks:
+            log.warning("planrun: a process outside the step's tree holds its output open; stopped reading")
+
+
+def _wait(
+    proc: subprocess.Popen[bytes],
+    deadline: float | None,
+    token: CancelToken | None,
+    streams: _Streams,
+    watch: Watch,
+) -> WaitEnd:
+    """Wait for the process to exit, the deadline to pass, the output to stay silent too long or the
+    token to fire, copying output as it comes; the poll sleeps until the earliest of the deadlines."""
     exit_fd, close = _exit_signal(proc)
     with ExitStack() as stack:
         stack.callback(close)
@@ -236,18 +300,31 @@ def _wait(proc: subprocess.Popen[bytes], deadline: float | None, token: CancelTo
         cancel_fd = stack.enter_context(token.watching()) if token is not None else -1
         if token is not None:
             poller.register(cancel_fd, select.POLLIN)
+        streams.watch_on(poller)
+        beat_every = watch.beat_every if watch.on_beat is not None else None
+        next_beat = None if beat_every is None else time.monotonic() + beat_every
         while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            silent_at = None if watch.silence is None else streams.last_output + watch.silence
+            wake_at = min((t for t in (deadline, silent_at, next_beat) if t is not None), default=None)
+            remaining = None if wake_at is None else max(0.0, wake_at - time.monotonic())
             ready = {fd for fd, _ in poller.poll(None if remaining is None else remaining * 1000)}
+            for fd in ready & streams.sinks.keys():
+                streams.read(fd)
             if exit_fd in ready:
                 return "exit"
             if cancel_fd in ready:
                 return "cancel"
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 return "timeout"
+            if watch.silence is not None and now >= streams.last_output + watch.silence:
+                return "silent"
+            if next_beat is not None and beat_every is not None and watch.on_beat is not None and now >= next_beat:
+                next_beat = now + beat_every
+                watch.on_beat()
 
 
-def run_attempt(spec: AttemptSpec, token: CancelToken | None = None) -> AttemptOutcome:
+def run_attempt(spec: AttemptSpec, token: CancelToken | None = None, watch: Watch = Watch()) -> AttemptOutcome:
     """Run one attempt to its end; never raises for the step's own failures."""
     spec.stdout_path.parent.mkdir(parents=True, exist_ok=True)
     spec.stderr_path.parent.mkdir(parents=True, exist_ok=True)
@@ -261,22 +338,26 @@ def run_attempt(spec: AttemptSpec, token: CancelToken | None = None) -> AttemptO
         timed_out: bool = False,
         pid: int | None = None,
         cancelled: str | None = None,
+        silent: bool = False,
     ) -> AttemptOutcome:
-        return AttemptOutcome(code, timed_out, cancelled, error, started_at, time.time(), time.monotonic() - start, pid)
+        duration = time.monotonic() - start
+        return AttemptOutcome(code, timed_out, cancelled, error, started_at, time.time(), duration, pid, silent)
 
     with spec.stdout_path.open("wb") as out, spec.stderr_path.open("wb") as err:
         if token is not None and token.reason is not None:
             return outcome(None, f"cancelled: {token.reason}", cancelled=token.reason)
         argv = ["/bin/sh", "-c", spec.argv[0]] if spec.shell else list(spec.argv)
         secrets = [s.encode() for s in spec.secrets if s]
+        # Output goes through a pipe when it must be masked or its silence timed; else straight to the file.
+        piped = bool(secrets) or watch.silence is not None
         try:
             proc = subprocess.Popen(
                 argv,
                 cwd=spec.cwd,
                 env=dict(spec.env),
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE if secrets else out,
-                stderr=subprocess.PIPE if secrets else err,
+                stdout=subprocess.PIPE if piped else out,
+                stderr=subprocess.PIPE if piped else err,
                 start_new_session=True,
             )
         except FileNotFoundError:
@@ -293,20 +374,16 @@ def run_attempt(spec: AttemptSpec, token: CancelToken | None = None) -> AttemptO
             message = f"cannot start '{argv[0]}': {os.strerror(start_error.errno or errno.EIO)}"
             err.write((message + "\n").encode())
             return outcome(None, message)
-        drains = []
-        if secrets:
+        streams = _Streams({})
+        if piped:
             assert proc.stdout is not None and proc.stderr is not None
-            drains = [
-                threading.Thread(target=_drain, args=(proc.stdout, out, secrets), daemon=True),
-                threading.Thread(target=_drain, args=(proc.stderr, err, secrets), daemon=True),
-            ]
-            for thread in drains:
-                thread.start()
+            streams = _Streams({proc.stdout.fileno(): _Sink(out, secrets), proc.stderr.fileno(): _Sink(err, secrets)})
         deadline = None if spec.timeout is None else start + spec.timeout
         try:
-            how = _wait(proc, deadline, token)
+            how = _wait(proc, deadline, token, streams, watch)
         except BaseException:
             _stop(proc, spec.kill_grace)
+            streams.finish(0.0)
             raise
         if how == "exit":
             # A step must not leave anything behind in its session (a backgrounded daemon). The
@@ -318,8 +395,7 @@ def run_attempt(spec: AttemptSpec, token: CancelToken | None = None) -> AttemptO
             code = proc.wait()
         else:
             code = _stop(proc, spec.kill_grace)
-        for thread in drains:
-            thread.join()
+        streams.finish(spec.kill_grace)  # the tree is gone: the pipes are at their end
         for pipe in (proc.stdout, proc.stderr):  # present only when output was masked
             if pipe is not None:
                 pipe.close()
@@ -327,6 +403,9 @@ def run_attempt(spec: AttemptSpec, token: CancelToken | None = None) -> AttemptO
             assert spec.timeout is not None
             message = f"timed out after {_seconds(spec.timeout)} s"
             return outcome(code, message, timed_out=True, pid=proc.pid)
+        if how == "silent":
+            assert watch.silence is not None
+            return outcome(code, no_output_reason(watch.silence), timed_out=True, pid=proc.pid, silent=True)
         if how == "cancel":
             assert token is not None
             return outcome(code, f"cancelled: {token.reason}", pid=proc.pid, cancelled=token.reason)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from ..core.state import Outcome
 
 AttemptState = Literal["succeeded", "failed", "canceled"]  # the ledger's attempt states
+TimeoutKind = Literal["wall_clock", "no_output"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,9 @@ class AttemptRecord:
     worker: str = "main"
     waited_for_lock: str | None = None  # a lock another run held when this attempt wanted it
     lock_wait: float = 0.0  # seconds spent waiting for locks (part of the attempt's timeout)
+    # with ``timed_out``: which limit ended it, "wall_clock" (timeout_sec) or "no_output"
+    # (no_output_timeout_sec, the error then reads "no output for Ns"); None when it did not time out
+    timeout_kind: TimeoutKind | None = None
 
     def headline(self) -> str:
         """One line, fit for a dashboard: "exit code 2 after 3 attempts", "timed out after 5 s"."""

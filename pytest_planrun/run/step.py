@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..plan import Masker, ResolvedStep
 from .locks import LockCancelled, LockTimeout, holding
-from .process import AttemptOutcome, AttemptSpec, CancelToken, run_attempt
+from .process import AttemptOutcome, AttemptSpec, CancelToken, Watch, run_attempt
 from .records import AttemptRecord, AttemptState
 
 
@@ -55,9 +56,17 @@ def step_environment(step: ResolvedStep, ctx: RunContext, attempt: int) -> dict[
 
 
 def execute_attempt(
-    step: ResolvedStep, attempt: int, ctx: RunContext, *, worker: str, token: CancelToken | None = None
+    step: ResolvedStep,
+    attempt: int,
+    ctx: RunContext,
+    *,
+    worker: str,
+    token: CancelToken | None = None,
+    on_beat: Callable[[], None] | None = None,
+    beat_every: float | None = None,
 ) -> AttemptRecord:
-    """Run one attempt of ``step`` to its end and describe how it ended."""
+    """Run one attempt of ``step`` to its end and describe how it ended; ``on_beat`` is called every
+    ``beat_every`` seconds while the process runs."""
     stdout_path, stderr_path = log_paths(ctx.run_dir, step.id, attempt)
     argv = (shell_line(step),) if step.shell else (step.command, *step.args)
     spec = AttemptSpec(
@@ -78,7 +87,8 @@ def execute_attempt(
         with holding(step.locks, deadline=deadline, token=token, on_wait=waited.append) as lock_wait:
             if deadline is not None:
                 spec = replace(spec, timeout=max(0.001, deadline - time.monotonic()))
-            outcome = run_attempt(spec, token)
+            watch = Watch(silence=step.no_output_timeout_sec, beat_every=beat_every, on_beat=on_beat)
+            outcome = run_attempt(spec, token, watch)
     except (LockTimeout, LockCancelled) as stopped:
         now = time.time()
         timed_out = isinstance(stopped, LockTimeout)
@@ -101,7 +111,7 @@ def execute_attempt(
     else:
         state = "failed"
     error = outcome.error
-    if outcome.timed_out and outcome.pid is not None:
+    if outcome.timed_out and outcome.pid is not None and not outcome.silent:
         error = f"timed out after {step.timeout_sec:g} s"  # the step's limit, not what was left of it
     if error is None and state == "failed" and outcome.exit_code is not None:
         error = f"exit code {outcome.exit_code}" if outcome.exit_code >= 0 else f"killed by signal {-outcome.exit_code}"
@@ -121,4 +131,5 @@ def execute_attempt(
         worker=worker,
         waited_for_lock=waited[0] if waited else None,
         lock_wait=lock_wait,
+        timeout_kind=("no_output" if outcome.silent else "wall_clock") if outcome.timed_out else None,
     )

@@ -133,6 +133,13 @@ def test_effective_timeout() -> None:
     assert Step(id="a", command="x", timeout_sec=5).effective_timeout(globals_) == 5
 
 
+def test_no_output_timeout_is_off_unless_set() -> None:
+    assert Step(id="a", command="x").effective_no_output_timeout(Globals()) is None
+    plan_default = Globals(default_no_output_timeout_sec=120)
+    assert Step(id="a", command="x").effective_no_output_timeout(plan_default) == 120
+    assert Step(id="a", command="x", no_output_timeout_sec=5).effective_no_output_timeout(plan_default) == 5
+
+
 def test_step_env_overlays_globals_env(write_plan: WritePlan) -> None:
     path = write_plan(step("a", env={"B": "step", "C": "c"}), globals={"env": {"A": "g", "B": "global"}})
     assert load_plan(path).step("a").env == {"A": "g", "B": "step", "C": "c"}

@@ -143,6 +143,8 @@ def test_missing_required_fields(problems: Problems) -> None:
          "field 'on_failure': must be 'abort', 'skip_dependents' or 'continue', got \"explode\""),
         ({"timeout_sec": -5}, "field 'timeout_sec': must be greater than 0, got -5"),
         ({"retries": -1}, "field 'retries': must be greater than or equal to 0, got -1"),
+        ({"no_output_timeout_sec": 0}, "field 'no_output_timeout_sec': must be greater than 0, got 0"),
+        ({"no_output_timeout_sec": "9"}, "field 'no_output_timeout_sec': must be a number, got \"9\""),
         ({"retry_delay_sec": -0.5}, "field 'retry_delay_sec': must be greater than or equal to 0, got -0.5"),
         ({"command": ""}, "field 'command': must not be empty"),
     ],
@@ -152,11 +154,17 @@ def test_wrong_types_and_values_name_the_value(problems: Problems, fields: dict[
 
 
 def test_negative_plan_level_numbers(problems: Problems) -> None:
-    globals_ = {"max_concurrency": 0, "default_timeout_sec": 0, "default_retries": -2}
+    globals_ = {
+        "max_concurrency": 0,
+        "default_timeout_sec": 0,
+        "default_retries": -2,
+        "default_no_output_timeout_sec": -1,
+    }
     assert problems(plan(step("a"), globals=globals_)) == [
         f"{FILE}: field 'globals.max_concurrency': must be greater than or equal to 1, got 0",
         f"{FILE}: field 'globals.default_timeout_sec': must be greater than 0, got 0",
         f"{FILE}: field 'globals.default_retries': must be greater than or equal to 0, got -2",
+        f"{FILE}: field 'globals.default_no_output_timeout_sec': must be greater than 0, got -1",
     ]
 
 

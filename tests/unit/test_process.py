@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from pytest_planrun.run.process import AttemptSpec, CancelToken, run_attempt, sweep_orphans, tail
+from pytest_planrun.run.process import AttemptSpec, CancelToken, Watch, run_attempt, sweep_orphans, tail
 
 
 def spec(tmp_path: Path, *argv: str, **fields: object) -> AttemptSpec:
@@ -123,3 +123,41 @@ def test_sweep_finds_processes_by_their_run_marker(tmp_path: Path) -> None:
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_silence_kills_the_tree_and_says_so(tmp_path: Path) -> None:
+    script = "echo once; sleep 300 & echo $! > child.pid; wait"
+    outcome = run_attempt(spec(tmp_path, "sh", "-c", script), watch=Watch(silence=0.5))
+    assert (outcome.timed_out, outcome.silent, outcome.error) == (True, True, "no output for 0.5s")
+    assert gone(int((tmp_path / "child.pid").read_text()))
+    assert (tmp_path / "out.log").read_text() == "once\n"
+
+
+def test_output_on_either_stream_keeps_a_step_alive(tmp_path: Path) -> None:
+    # alternates stdout and stderr every 0.1 s, for four times the allowed silence
+    script = "i=0; while [ $i -lt 20 ]; do echo o; sleep 0.05; echo e >&2; sleep 0.05; i=$((i+1)); done"
+    outcome = run_attempt(spec(tmp_path, "sh", "-c", script), watch=Watch(silence=0.5))
+    assert (outcome.exit_code, outcome.timed_out, outcome.silent) == (0, False, False)
+    assert (tmp_path / "out.log").read_text() == "o\n" * 20 and (tmp_path / "err.log").read_text() == "e\n" * 20
+
+
+def test_masking_still_holds_when_output_is_timed(tmp_path: Path) -> None:
+    secret = "TOPSECRET-0123456789"
+    code = f"import sys; sys.stdout.write('x' * (65536 - 5) + {secret!r} + '\\n' + {secret!r})"
+    outcome = run_attempt(spec(tmp_path, sys.executable, "-c", code, secrets=(secret,)), watch=Watch(silence=30))
+    assert outcome.exit_code == 0
+    text = (tmp_path / "out.log").read_text()
+    assert secret not in text and text.endswith("***\n***")
+
+
+def test_beats_come_while_the_process_runs(tmp_path: Path) -> None:
+    beats: list[int] = []
+    # the step ends once it has been beaten for three times: a file per beat tells it
+    script = "while [ ! -e beat-3 ]; do sleep 0.02; done"
+
+    def beat() -> None:
+        beats.append(len(beats) + 1)
+        (tmp_path / f"beat-{len(beats)}").touch()
+
+    outcome = run_attempt(spec(tmp_path, "sh", "-c", script), watch=Watch(beat_every=0.1, on_beat=beat))
+    assert outcome.exit_code == 0 and beats[:3] == [1, 2, 3]
