@@ -154,7 +154,8 @@ def test_retry_with_delay_is_a_wait_not_a_sleep() -> None:
     assert core.begin() == [Start("a", 1, Verdict.RETRY)]
     actions = core.attempt_ended("a", 1, False, 10.0)
     # the slot serves another step meanwhile
-    assert actions == [Ended("a", 1, Verdict.RETRY), Wait("a", 2, 15.0), Start("b", 1)]
+    retried = Ended("a", 1, Verdict.RETRY, retry_reason="retried after 5 s: failure is in retry_on", retry_delay=5.0)
+    assert actions == [retried, Wait("a", 2, 15.0), Start("b", 1)]
     assert core.next_wake() == 15.0
     assert core.wake(12.0) == []
     core.attempt_ended("b", 1, True, 13.0)
