@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from ..core.retry import AttemptFailure
 from ..core.state import Outcome
 
 AttemptState = Literal["succeeded", "failed", "canceled"]  # the ledger's attempt states
+NO_OUTPUT_PREFIX = "no output for"  # how a no-output timeout's error begins (SPEC §4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +35,23 @@ class AttemptRecord:
     worker: str = "main"
     waited_for_lock: str | None = None  # a lock another run held when this attempt wanted it
     lock_wait: float = 0.0  # seconds spent waiting for locks (part of the attempt's timeout)
+    # the core's word on a failed attempt, added on the controller: why it was (not) retried, and
+    # the seconds waited before the next attempt
+    retry_reason: str | None = None
+    retry_delay: float | None = None
 
     def headline(self) -> str:
         """One line, fit for a dashboard: "exit code 2 after 3 attempts", "timed out after 5 s"."""
         what = self.error or f"exit code {self.exit_code}"
         return f"{what} after {self.attempt} attempts" if self.attempt > 1 else what
+
+    def failure(self) -> AttemptFailure:
+        """How this attempt failed, in ``retry_on``'s terms."""
+        if self.timed_out:
+            # the no-output timeout (SPEC §4) times an attempt out with the reason "no output for Ns"
+            silent = (self.error or "").startswith(NO_OUTPUT_PREFIX)
+            return AttemptFailure("no_output" if silent else "timeout", self.exit_code)
+        return AttemptFailure("failure", self.exit_code)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
