@@ -391,7 +391,12 @@ def test_one_back_edge_gives_exactly_its_cycle(deps: dict[str, list[str]], data:
 
 
 def test_retry_policy_fields(problems: Problems) -> None:
-    bad = {"retry_backoff": 0.5, "retry_max_delay_sec": -1, "retry_jitter": "yes", "retry_on": ["failur", 0, "2"]}
+    bad: dict[str, Any] = {
+        "retry_backoff": 0.5,
+        "retry_max_delay_sec": -1,
+        "retry_jitter": "yes",
+        "retry_on": ["failur", 0, "2"],
+    }
     globals_ = {"default_retry_on": "failure", "default_retry_backoff": True}
     assert problems(plan(step("fetch", **bad), globals=globals_)) == [
         f"{FILE}: field 'globals.default_retry_backoff': must be a number, got true",
