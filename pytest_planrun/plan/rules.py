@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+
+from ..core.conditions import compile_condition
 from ..core.state import ConditionLike, StepRule
-from .load import ResolvedStep
+from .load import LoadedPlan, ResolvedStep
 
 
 def step_rule(step: ResolvedStep, condition: ConditionLike | None = None, cost: float = 1.0) -> StepRule:
@@ -24,3 +27,22 @@ def step_rule(step: ResolvedStep, condition: ConditionLike | None = None, cost: 
         retry_jitter=step.retry_jitter,
         retry_on=step.retry_on,
     )
+
+
+def plan_rules(plans: Sequence[LoadedPlan], selected: Collection[str] | None = None) -> list[StepRule]:
+    """Rules for the steps of ``plans`` (those in ``selected``, if given), conditions compiled, as a
+    run without duration history has them (cost from ``ui_hints.weight``)."""
+    return [
+        step_rule(step, compile_condition(step.condition) if step.condition else None, step.weight or 1.0)
+        for plan in plans
+        for step in plan.steps
+        if selected is None or step.id in selected
+    ]
+
+
+def plan_variables(plans: Sequence[LoadedPlan]) -> dict[str, str]:
+    """The variables conditions see (``vars.NAME``), as the controller merges them."""
+    variables: dict[str, str] = {}
+    for plan in plans:
+        variables.update(plan.variables)
+    return variables
