@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from ..core.whatif import Assumption
+from .whatif import ASSUME_HELP, parse_assume
+
 PLAN_HELP = (
     "Plan to run as pytest items: a JSON file (outside the rootdir write --plan=PATH) or the name of a plan "
     "shipped with planrun (planrun plans lists them); repeatable"
@@ -49,6 +52,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="RUN_ID",
         help="Run only the steps that did not succeed in RUN_ID (default: the plan's last run) and their dependents",
     )
+    group.addoption(
+        "--assume", action="append", default=[], type=parse_assume, metavar="STEP=OUTCOME", help=ASSUME_HELP
+    )
     parser.addini("planrun_ledger", LEDGER_HELP)
     parser.addini("planrun_kill_grace", KILL_GRACE_HELP)
 
@@ -79,6 +85,7 @@ class Settings:
     # resume (pytest's ``--last-failed`` habit, ``--lfnf`` included)
     resume_if_any: bool = False
     nothing_failed: str = "all"
+    assume: tuple[tuple[str, Assumption], ...] = ()  # --assume: a what-if under --collect-only
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -108,4 +115,5 @@ class Settings:
             invocation_dir=invocation_dir,
             resume_if_any=last_failed and resume is None,
             nothing_failed=str(getattr(opt, "last_failed_no_failures", "all")),
+            assume=tuple(opt.assume),
         )
