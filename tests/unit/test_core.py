@@ -306,7 +306,8 @@ def test_core_imports_no_io_modules() -> None:
         "import sys, pydantic, lark, uuid\n"
         "before = set(sys.modules)\n"
         "import pytest_planrun.core.decide, pytest_planrun.core.graph, pytest_planrun.core.state, "
-        "pytest_planrun.core.conditions, pytest_planrun.plan\n"
+        "pytest_planrun.core.conditions, pytest_planrun.core.retry, pytest_planrun.core.whatif, "
+        "pytest_planrun.plan, pytest_planrun.plan.rules\n"
         f"bad = set({sorted(FORBIDDEN)!r}) & (set(sys.modules) - before)\n"
         "assert not bad, bad"
     )
