@@ -149,6 +149,8 @@ class RunCore:
             return "the step has no retries"
         if failure is not None and not policy.covers(failure):
             return f"{failure.describe()} is not in retry_on"
+        if not policy.retry_on:
+            return "retry_on is empty"
         if attempt > policy.retries:
             return f"no retries left ({attempt} attempts made)"
         stopping = self._abort_reason if self._aborted_by is not None else self._interrupted

@@ -129,3 +129,10 @@ def test_a_given_delay_replaces_the_policys_and_draws_no_jitter() -> None:
     core.wake(0.5)
     jittered = core.attempt_ended("a", 2, False, 1.0)[1]
     assert jittered == Wait("a", 3, 1.0 + retry_delay(rule.retry_policy, 2, Random(1)))  # the seed's first draw
+
+
+def test_an_empty_retry_on_retries_nothing_and_is_foreseen_at_start() -> None:
+    core = RunCore([StepRule("a", retries=2, retry_on=())], slots=1)
+    assert core.begin() == [Start("a", 1, Verdict.FAILED)]
+    ended = core.attempt_ended("a", 1, False, 0.0, failure=AttemptFailure("failure", 1))[0]
+    assert ended == Ended("a", 1, Verdict.FAILED, retry_reason="not retried: exit code 1 is not in retry_on")
