@@ -290,6 +290,28 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_what_if(args: argparse.Namespace) -> int:
+    """What a run would do if the ``--assume``d steps ended so, from the run's own core; nothing runs."""
+    from .core.whatif import parse_assumption, unknown_steps, what_if
+    from .plan.rules import plan_rules, plan_variables
+
+    try:
+        assume = dict(parse_assumption(text) for text in args.assume)
+    except ValueError as error:
+        print(f"planrun: {error}", file=sys.stderr)
+        return 2
+    loaded, failed = _load([args.plan], args.var, strict=True)
+    if failed or not loaded:
+        return 1
+    plans = [plan for _, plan in loaded]
+    if unknown := unknown_steps(assume, [s.id for p in plans for s in p.steps]):
+        print("\n".join(f"planrun: {message}" for message in unknown), file=sys.stderr)
+        return 2
+    forecast = what_if(plan_rules(plans), assume, plan_variables(plans))
+    print(forecast.to_json() if args.json else "\n".join(forecast.table()))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import main as demo
 
@@ -344,6 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("step", nargs="?", help="cancel only this step: its dependents are skipped, the rest goes on")
     cancel.add_argument("--ledger", default=DEFAULT_LEDGER)
     cancel.set_defaults(func=cmd_cancel)
+    what_if = sub.add_parser("what-if", help="Show what a run would do if some steps failed; nothing runs")
+    what_if.add_argument("plan", help="a plan file or a packaged plan's name")
+    what_if.add_argument("--assume", action="append", default=[], metavar="STEP=OUTCOME",
+                         help="failed, succeeded, skipped or timed_out; repeatable (other steps succeed)")  # fmt: skip
+    what_if.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
+    what_if.add_argument("--json", action="store_true")
+    what_if.set_defaults(func=cmd_what_if)
     sub.add_parser(
         "demo", help="Run the safe-merge gate against a throwaway origin and clone in a temp directory"
     ).set_defaults(func=cmd_demo)

@@ -12,8 +12,11 @@ import heapq
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from random import Random
 
 from .graph import assumed_succeeded, dependents_of, remaining_path
+from .retry import AttemptFailure
+from .retry import retry_delay as policy_delay
 from .state import (
     Action,
     Blocked,
@@ -58,10 +61,12 @@ class RunCore:
         slots: int,
         variables: Mapping[str, str] | None = None,
         done_before: Mapping[str, str] | None = None,
+        rng: Random | None = None,
     ) -> None:
         """``rules`` in declaration order; dependencies on steps not in ``rules`` count as succeeded
         (deselected with ``-k``/``-m``). ``done_before`` maps steps that succeeded in an earlier run
         (``--resume``) to the reason they are skipped now; their dependents run as if they succeeded.
+        ``rng`` draws retry jitter (default: seeded with 0, so runs without a seed repeat).
         """
         if slots < 1:
             raise ValueError(f"slots must be at least 1, got {slots}")
@@ -100,6 +105,7 @@ class RunCore:
         self._work: deque[tuple[str, Outcome, str | None, bool | None]] = deque()
         self._draining = False
         self._done_before = dict(done_before or {})
+        self._rng = rng if rng is not None else Random(0)
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -131,9 +137,24 @@ class RunCore:
         """When the earliest retry is due, for the driver's timer (None: no retry waiting)."""
         return self._timers[0][0] if self._timers else None
 
-    def will_retry(self, step_id: str, attempt: int) -> bool:
-        """Whether a failure of this attempt would be retried, as things stand now."""
-        return attempt <= self._rules[step_id].retries and self._aborted_by is None and not self._interrupted
+    def will_retry(self, step_id: str, attempt: int, failure: AttemptFailure | None = None) -> bool:
+        """Whether a failure of this attempt would be retried, as things stand now; without
+        ``failure``, whether some failure would be (one that ``retry_on`` lists)."""
+        return self._not_retried(step_id, attempt, failure) is None
+
+    def _not_retried(self, step_id: str, attempt: int, failure: AttemptFailure | None) -> str | None:
+        """Why a failure of this attempt is final (None: it is retried), phrased for reports."""
+        policy = self._rules[step_id].retry_policy
+        if policy.retries == 0:
+            return "the step has no retries"
+        if failure is not None and not policy.covers(failure):
+            return f"{failure.describe()} is not in retry_on"
+        if not policy.retry_on:
+            return "retry_on is empty"
+        if attempt > policy.retries:
+            return f"no retries left ({attempt} attempts made)"
+        stopping = self._abort_reason if self._aborted_by is not None else self._interrupted
+        return f"the run is stopping ({stopping})" if stopping else None
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -150,25 +171,41 @@ class RunCore:
         return actions
 
     def attempt_ended(
-        self, step_id: str, attempt: int, succeeded: bool, now: float, retry_delay: float | None = None
+        self,
+        step_id: str,
+        attempt: int,
+        succeeded: bool,
+        now: float,
+        retry_delay: float | None = None,
+        failure: AttemptFailure | None = None,
     ) -> list[Action]:
         """Record how an attempt ended and say what must happen next, starting with the ``Ended``
-        verdict on this attempt. ``retry_delay`` overrides the step's delay before a retry (a
-        plugin's ``pytest_planrun_retry_delay``)."""
+        verdict on this attempt. ``retry_delay`` overrides the step's policy for the delay before a
+        retry (a plugin's ``pytest_planrun_retry_delay``); ``failure`` says how a failed attempt
+        ended, for ``retry_on`` (default: a failure without an exit code)."""
         if not self.is_running(step_id, attempt):
             raise ValueError(f"step {step_id!r} attempt {attempt} is not running")
         self._running.discard(step_id)
         rule = self._rules[step_id]
         self._release_locks(step_id)
         cancel_reason = self._cancelling.pop(step_id, None)
-        verdict = self._verdict(step_id, attempt, succeeded, cancel_reason)
-        actions: list[Action] = [Ended(step_id, attempt, verdict, cancel_reason)]
+        failure = failure or AttemptFailure()
+        verdict = self._verdict(step_id, attempt, succeeded, cancel_reason, failure)
+        ended = Ended(step_id, attempt, verdict, cancel_reason)
+        if verdict is Verdict.RETRY:
+            delay = retry_delay if retry_delay is not None else policy_delay(rule.retry_policy, attempt, self._rng)
+            how = f"retried after {delay:g} s" if delay > 0 else "retried at once"
+            ended = Ended(step_id, attempt, verdict, None, f"{how}: {failure.describe()} is in retry_on", delay)
+        elif verdict in (Verdict.FAILED, Verdict.ALLOWED_FAILURE) and rule.retries > 0:
+            why = self._not_retried(step_id, attempt, failure)
+            ended = Ended(step_id, attempt, verdict, None, f"not retried: {why}")
+        actions: list[Action] = [ended]
         if verdict is Verdict.SUCCEEDED:
             self._end(step_id, Outcome.SUCCEEDED, None, actions)
         elif verdict is Verdict.CANCELED:
             self._end(step_id, Outcome.CANCELED, cancel_reason, actions)
         elif verdict is Verdict.RETRY:
-            delay = rule.retry_delay if retry_delay is None else retry_delay
+            delay = ended.retry_delay or 0.0
             if delay > 0:
                 self._phase[step_id] = Phase.RETRY_WAIT
                 until = now + delay
@@ -181,12 +218,19 @@ class RunCore:
         self._fill(actions)
         return actions
 
-    def _verdict(self, step_id: str, attempt: int, succeeded: bool, cancel_reason: str | None) -> Verdict:
+    def _verdict(
+        self,
+        step_id: str,
+        attempt: int,
+        succeeded: bool,
+        cancel_reason: str | None,
+        failure: AttemptFailure | None = None,
+    ) -> Verdict:
         if succeeded:
             return Verdict.SUCCEEDED
         if cancel_reason is not None:  # a failure that crossed a cancel is the cancel's doing
             return Verdict.CANCELED
-        if self.will_retry(step_id, attempt):
+        if self.will_retry(step_id, attempt, failure):
             return Verdict.RETRY
         return Verdict.FAILED if self._rules[step_id].critical else Verdict.ALLOWED_FAILURE
 

@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from .retry import DEFAULT_RETRY_ON, RetryPolicy
+
 
 class Outcome(str, enum.Enum):
     """How a step ended; the values are the ledger's states."""
@@ -56,6 +58,16 @@ class StepRule:
     condition: ConditionLike | None = None
     locks: tuple[str, ...] = ()
     cost: float = 1.0  # expected duration, for critical-path priority
+    retry_backoff: float = 1.0
+    retry_max_delay: float | None = None
+    retry_jitter: bool = False
+    retry_on: tuple[str | int, ...] = DEFAULT_RETRY_ON
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            self.retries, self.retry_delay, self.retry_backoff, self.retry_max_delay, self.retry_jitter, self.retry_on
+        )
 
 
 # Actions: decisions are values; the drivers (serial runner, xdist scheduler) carry them out.
@@ -88,6 +100,10 @@ class Ended:
     attempt: int
     verdict: Verdict
     reason: str | None = None  # why it was cancelled
+    # a failure's: "retried after 2 s: exit code 1 is in retry_on", "not retried: exit code 2 is not
+    # in retry_on"; None when the step has no retries to explain
+    retry_reason: str | None = None
+    retry_delay: float | None = None  # seconds until the next attempt (RETRY only)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -88,7 +88,13 @@ UPDATE runs SET plan_path = json_extract(metadata, '$.plan_path')
     WHERE plan_path IS NULL AND CASE WHEN json_valid(metadata) THEN json_type(metadata, '$.plan_path') END = 'text'
 """
 
-MIGRATIONS = {1: _V1, 2: _V2}
+# Each failed attempt: why it was or was not retried, and the seconds waited before the next one.
+_V3 = """
+ALTER TABLE step_attempts ADD COLUMN retry_reason TEXT;
+ALTER TABLE step_attempts ADD COLUMN retry_delay_sec REAL
+"""
+
+MIGRATIONS = {1: _V1, 2: _V2, 3: _V3}
 
 
 def _existing_columns(conn: sqlite3.Connection, table: str) -> set[str]:

@@ -137,7 +137,8 @@ class LedgerRecorder:
         with self._write() as conn:
             conn.execute(
                 "UPDATE step_attempts SET state = ?, ended_at = ?, exit_code = ?, error_log = ?, duration_sec = ?,"
-                " timed_out = ?, stdout_path = ?, stderr_path = ?, worker = ?, tool_id = ? WHERE step_attempt_id = ?",
+                " timed_out = ?, stdout_path = ?, stderr_path = ?, worker = ?, tool_id = ?, retry_reason = ?,"
+                " retry_delay_sec = ? WHERE step_attempt_id = ?",
                 (
                     record.state,
                     iso(record.ended_at),
@@ -149,6 +150,8 @@ class LedgerRecorder:
                     record.stderr_path,
                     record.worker,
                     record.command,
+                    record.retry_reason,
+                    record.retry_delay,
                     self._attempt_id(record.step_id, record.attempt),
                 ),
             )
@@ -162,6 +165,8 @@ class LedgerRecorder:
                 "stderr": record.stderr_path,
                 "worker": record.worker,
             }
+            if record.retry_reason is not None:
+                data |= {"retry_reason": record.retry_reason, "retry_delay": record.retry_delay}
             if record.timed_out:
                 kind = record.timeout_kind or "wall_clock"
                 self._event(conn, "step_timeout", record.ended_at, timeout_kind=kind, **data)
@@ -191,6 +196,7 @@ class LedgerRecorder:
         assert self._run is not None
         # a reader of the ledger sees an allowed failure as such, as pytest shows it (xfailed)
         reason = result.reason or (ALLOWED_FAILURE if result.allowed_failure else None)
+        retried = result.attempts[-1].retry_reason if result.attempts else None  # why the last was final
         with self._write() as conn:
             if result.attempts:
                 last = result.attempts[-1]
@@ -227,6 +233,7 @@ class LedgerRecorder:
                 reason=reason,
                 allowed_failure=result.allowed_failure,
                 duration=round(sum(a.duration for a in result.attempts), 6),
+                **({"retry_reason": retried} if retried else {}),
             )
 
     def run_finished(self, state: str, exit_code: int, message: str | None, now: float) -> None:

@@ -32,7 +32,7 @@ _MESSAGES = {
     "too_short": "must not be empty",
 }
 # For these the message already says everything, or the input is the whole enclosing object.
-_NO_VALUE = {"missing", "extra_forbidden", "step_id", "too_short", "string_too_short"}
+_NO_VALUE = {"missing", "extra_forbidden", "step_id", "too_short", "string_too_short", "retry_on_code"}
 # Tags of the `variables` union (model.VariableEntry); pydantic puts them in the error location.
 _VARIABLE_TAGS = {"default", "spec"}
 
@@ -92,7 +92,8 @@ def _describe(details: ErrorDetails, loc: Loc) -> tuple[str, str | None]:
     message = _MESSAGES.get(kind) or details["msg"].replace("Input should be", "must be", 1)
     if kind not in _NO_VALUE:
         message += f", got {_show(details['input'])}"
-    return message, None
+    hint = details.get("ctx", {}).get("hint")  # a custom error's did-you-mean (model.RetryOnEntry)
+    return message, hint if isinstance(hint, str) else None
 
 
 def _model_at(loc: Loc) -> type[BaseModel]:

@@ -46,6 +46,11 @@ class ResolvedStep:
     consumes: tuple[str, ...]
     condition: str | None
     no_output_timeout_sec: float | None = None  # None: a step may stay silent until its timeout
+    # the retry policy beyond ``retries``/``retry_delay_sec``, plan defaults applied
+    retry_backoff: float = 1.0
+    retry_max_delay_sec: float | None = None
+    retry_jitter: bool = False
+    retry_on: tuple[str | int, ...] = ("failure", "timeout")
 
 
 @dataclass(frozen=True)
@@ -357,4 +362,18 @@ def _resolve_step(plan: Plan, index: int, step: Step, values: Mapping[str, str])
         consumes=tuple(step.consumes),
         condition=step.condition,
         no_output_timeout_sec=step.effective_no_output_timeout(plan.globals),
+        **_retry_policy(plan, step),
     )
+
+
+def _retry_policy(plan: Plan, step: Step) -> dict[str, Any]:
+    """The step's retry fields, a null one taking the plan's ``default_*`` value."""
+    defaults = plan.globals
+    return {
+        "retry_backoff": defaults.default_retry_backoff if step.retry_backoff is None else step.retry_backoff,
+        "retry_max_delay_sec": (
+            defaults.default_retry_max_delay_sec if step.retry_max_delay_sec is None else step.retry_max_delay_sec
+        ),
+        "retry_jitter": defaults.default_retry_jitter if step.retry_jitter is None else step.retry_jitter,
+        "retry_on": tuple(defaults.default_retry_on if step.retry_on is None else step.retry_on),
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import errno
 import os
 import re
@@ -14,8 +15,10 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainValidator,
     StrictBool,
     Tag,
+    WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
 
@@ -48,6 +51,31 @@ Count = Annotated[int, Field(strict=True, ge=0)]
 EnvName = Annotated[str, Field(pattern=r"^[^=\x00]+$")]
 EnvMap = dict[EnvName, str]
 VariableName = Annotated[str, Field(pattern=VARIABLE_NAME_PATTERN)]
+Backoff = Annotated[float, Field(strict=True, ge=1, allow_inf_nan=False)]
+RETRY_KINDS = ("failure", "timeout", "no_output")  # core.retry.RETRY_KINDS, spelled for the schema
+
+
+def _check_retry_on(value: Any) -> str | int:
+    """One ``retry_on`` entry: a way of failing, or an exit code."""
+    if isinstance(value, str) and value in RETRY_KINDS:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= 255:
+            raise PydanticCustomError(
+                "retry_on_code", "an exit code must be from 1 to 255, got {value}", {"value": value}
+            )
+        return value
+    close = difflib.get_close_matches(value, RETRY_KINDS, n=1) if isinstance(value, str) else []
+    # the hint goes to the problem's hint (plan/errors.py reads it from the error's context)
+    context = {"hint": f"did you mean '{close[0]}'?"} if close else None
+    raise PydanticCustomError("retry_on", "must be 'failure', 'timeout', 'no_output' or an exit code", context)
+
+
+RetryOnEntry = Annotated[
+    str | int,
+    PlainValidator(_check_retry_on),
+    WithJsonSchema({"anyOf": [{"enum": list(RETRY_KINDS)}, {"type": "integer", "minimum": 1, "maximum": 255}]}),
+]
 
 
 class _Frozen(BaseModel):
@@ -101,6 +129,10 @@ class Globals(_Frozen):
     default_retries: Count = 0
     default_no_output_timeout_sec: PositiveSeconds | None = None
     """Seconds a step may stay silent on stdout and stderr before it is killed; null means never."""
+    default_retry_backoff: Backoff = 1
+    default_retry_max_delay_sec: Seconds | None = None
+    default_retry_jitter: StrictBool = False
+    default_retry_on: list[RetryOnEntry] = ["failure", "timeout"]
     env: EnvMap = {}
     """Environment for every step, over the process environment."""
 
@@ -128,6 +160,16 @@ class Step(_Frozen):
     retries: Count | None = None
     """Extra attempts after a failure; null means ``globals.default_retries``, 0 means none."""
     retry_delay_sec: Seconds = 0
+    """Seconds before the first retry."""
+    retry_backoff: Backoff | None = None
+    """Factor the delay grows by per retry (2: 5 s, 10 s, 20 s); null means ``globals.default_retry_backoff`` (1)."""
+    retry_max_delay_sec: Seconds | None = None
+    """Cap on the delay before a retry; null means ``globals.default_retry_max_delay_sec`` (no cap)."""
+    retry_jitter: StrictBool | None = None
+    """Wait a random time in [0, delay] instead (full jitter); null means ``globals.default_retry_jitter``."""
+    retry_on: list[RetryOnEntry] | None = None
+    """What is retried: "failure" (any non-zero exit), "timeout", "no_output", exit codes; null means
+    ``globals.default_retry_on`` (["failure", "timeout"])."""
     critical: StrictBool = True
     """Whether a failure of this step fails the run."""
     condition: str | None = None

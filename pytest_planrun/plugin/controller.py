@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +33,7 @@ from ..core.state import (
     Wait,
 )
 from ..plan import LoadedPlan, ResolvedStep
+from ..plan.rules import step_rule
 from ..run.control import CancelRequests
 from ..run.observer import RunInfo, RunObserver, StepInfo
 from ..run.records import AttemptRecord, StepResult
@@ -110,7 +112,9 @@ class PlanController:
         variables: dict[str, str] = {}
         for plan in self.plans:
             variables.update(plan.variables)
-        self.core = RunCore(rules, slots=slots, variables=variables, done_before=self._done_before)
+        # jitter seeded by the run id: the same run repeats its delays, runs retrying at once differ
+        rng = random.Random(self.context.run_id)
+        self.core = RunCore(rules, slots=slots, variables=variables, done_before=self._done_before, rng=rng)
         now = time.time()
         info = self.run_info(slots)
         for observer in self.observers:
@@ -124,17 +128,7 @@ class PlanController:
         cost = self._expected.get(step.id)
         if cost is None:
             cost = float(step.weight) if step.weight else 1.0
-        return StepRule(
-            step_id=step.id,
-            depends_on=tuple(step.depends_on),
-            on_failure=step.on_failure,
-            critical=step.critical,
-            retries=step.retries,
-            retry_delay=step.retry_delay_sec,
-            condition=condition,
-            locks=tuple(step.locks),
-            cost=cost,
-        )
+        return step_rule(step, condition, cost)
 
     def run_info(self, workers: int) -> RunInfo:
         first = self.plans[0]
@@ -207,10 +201,10 @@ class PlanController:
         assert self.core is not None
         self.apply_requests()  # a request that stopped this attempt must be known before its end
         step_id = record.step_id
-        self._attempts.setdefault(step_id, []).append(record)
         failed = record.state != "succeeded"
+        failure = record.failure() if failed else None
         delay = None
-        if failed and self.core.will_retry(step_id, record.attempt):
+        if failed and self.core.will_retry(step_id, record.attempt, failure):
             delay = self.config.hook.pytest_planrun_retry_delay(
                 config=self.config, step=self.steps[step_id], record=record
             )
@@ -220,8 +214,12 @@ class PlanController:
             not failed,
             time.monotonic(),
             retry_delay=None if delay is None else max(0.0, float(delay)),
+            failure=failure,
         )
         assert isinstance(ended, Ended)
+        if ended.retry_reason is not None:  # every report of the attempt says why it was (not) retried
+            record = replace(record, retry_reason=ended.retry_reason, retry_delay=ended.retry_delay)
+        self._attempts.setdefault(step_id, []).append(record)
         for observer in self.observers:
             observer.attempt_ended(record, ended.verdict is Verdict.RETRY)
         if ended.verdict is not Verdict.RETRY:  # the step ended with this attempt, reported by it

@@ -28,6 +28,7 @@ from .options import Settings
 from .options import pytest_addoption as pytest_addoption  # noqa: F401  (a hook)
 from .report import assumed_lines, provisional_label
 from .session import ControllerPlugin, WorkerLoop
+from .whatif import check_assumptions, what_if_lines
 
 settings_key = pytest.StashKey[Settings]()
 plans_key = pytest.StashKey[list[LoadedPlan]]()
@@ -144,6 +145,7 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     check_rootdir(config, settings)
     plans = load_plans(settings)  # a broken plan is a usage error: exit 4, nothing runs
     config.stash[plans_key] = plans
+    check_assumptions(dict(settings.assume), plans, config.option.collectonly)
     if config.getoption("lf", False):
         # planrun answers --lf for plan steps from the ledger; pytest's own last-failed filter
         # (cacheprovider's, registered in its pytest_configure, after this) would drop the failed
@@ -298,7 +300,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> list[str]:
     """Say which dependencies of selected steps were deselected and are taken as succeeded."""
     deps = {item.step.id: item.step.depends_on for item in items if isinstance(item, StepItem)}
-    return assumed_lines(assumed_succeeded(deps))
+    lines = assumed_lines(assumed_succeeded(deps))
+    settings = config.stash.get(settings_key, None)
+    if settings is not None and settings.assume and deps:
+        plans = config.stash[plans_key]
+        lines += what_if_lines(dict(settings.assume), plans, list(deps))
+    return lines
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:

@@ -17,11 +17,12 @@ if TYPE_CHECKING:
 
 @pytest.hookspec(firstresult=True)
 def pytest_planrun_retry_delay(config: pytest.Config, step: ResolvedStep, record: AttemptRecord) -> float | None:
-    """Return the seconds to wait before the next attempt of ``step``, or None for the plan's
-    ``retry_delay_sec``.
+    """Return the seconds to wait before the next attempt of ``step``, or None for the delay the
+    step's policy gives (``retry_delay_sec``, ``retry_backoff``, ``retry_max_delay_sec``, ``retry_jitter``).
 
-    Called after a failed attempt that will be retried (never after the last one, nor once the run
-    is aborting). Stops at the first non-None result; a negative result counts as 0.
+    Called after a failed attempt that will be retried (never after the last one, nor for a failure
+    ``retry_on`` does not list, nor once the run is aborting). Stops at the first non-None result; a
+    negative result counts as 0.
 
     :param config: The pytest config of the run.
     :param step: The step, variables substituted.

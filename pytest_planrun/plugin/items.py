@@ -79,6 +79,14 @@ class StepFailed(Exception):
         return "\n".join(lines)
 
 
+def add_retry_reason(longrepr: str, reason: str) -> str:
+    """``describe()``'s text with the core's retry reason after its attempt line (the worker that
+    wrote it could not know the reason: the controller decides)."""
+    lines = longrepr.split("\n")
+    at = 3 if len(lines) >= 3 and lines[2].startswith("attempt ") else len(lines)
+    return "\n".join([*lines[:at], reason, *lines[at:]])
+
+
 def _last_lines(path: Path, count: int) -> str:
     text = readable(tail(path, max_bytes=16384))  # also the text of GitHub annotations: no raw escapes
     return "\n".join(text.splitlines()[-count:])

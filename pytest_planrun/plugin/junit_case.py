@@ -49,7 +49,8 @@ def headline(result: StepResult) -> str:
 
 def attempt_line(record: AttemptRecord) -> str:
     how = record.error or ("succeeded" if record.state == "succeeded" else f"exit code {record.exit_code}")
-    return f"attempt {record.attempt}: {how} ({record.duration:.2f} s, {record.worker})"
+    line = f"attempt {record.attempt}: {how} ({record.duration:.2f} s, {record.worker})"
+    return f"{line}; {record.retry_reason}" if record.retry_reason else line
 
 
 def testcase(case: StepCase, result: StepResult, family: Family) -> ET.Element:

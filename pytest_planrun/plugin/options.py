@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from ..core.whatif import Assumption
+from .whatif import ASSUME_HELP, parse_assume
+
 PLAN_HELP = (
     "Plan to run as pytest items: a JSON file (outside the rootdir write --plan=PATH) or the name of a plan "
     "shipped with planrun (planrun plans lists them); repeatable"
@@ -55,6 +58,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--planrun-status-after", metavar="SECONDS", default=None, help=STATUS_HELP)
     parser.addini("planrun_heartbeat", HEARTBEAT_HELP)
     parser.addini("planrun_status_after", STATUS_HELP)
+    group.addoption(
+        "--assume", action="append", default=[], type=parse_assume, metavar="STEP=OUTCOME", help=ASSUME_HELP
+    )
     parser.addini("planrun_ledger", LEDGER_HELP)
     parser.addini("planrun_kill_grace", KILL_GRACE_HELP)
 
@@ -101,6 +107,7 @@ class Settings:
     nothing_failed: str = "all"
     heartbeat: float = 5.0
     status_after: float = 10.0
+    assume: tuple[tuple[str, Assumption], ...] = ()  # --assume: a what-if under --collect-only
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -134,4 +141,5 @@ class Settings:
             nothing_failed=str(getattr(opt, "last_failed_no_failures", "all")),
             heartbeat=heartbeat,
             status_after=status_after,
+            assume=tuple(opt.assume),
         )

@@ -9,6 +9,7 @@ import pytest
 from ..core.state import Ended, Outcome, Verdict
 from ..run.observer import RunInfo
 from ..run.records import ALLOWED_FAILURE, AttemptRecord, StepResult
+from .items import add_retry_reason
 
 if TYPE_CHECKING:
     from .controller import PlanController
@@ -28,6 +29,8 @@ def label_attempt(report: pytest.TestReport, ended: Ended, record: AttemptRecord
     the verdict foreseen at dispatch, and an abort or interrupt since may have changed it."""
     if ended.verdict is Verdict.SUCCEEDED:
         return
+    if ended.retry_reason is not None and isinstance(report.longrepr, str):
+        report.longrepr = add_retry_reason(report.longrepr, ended.retry_reason)
     if hasattr(report, "wasxfail"):
         del report.wasxfail
     if ended.verdict is Verdict.RETRY:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from ..core.retry import AttemptFailure
 from ..core.state import Outcome
 
 AttemptState = Literal["succeeded", "failed", "canceled"]  # the ledger's attempt states
 TimeoutKind = Literal["wall_clock", "no_output"]
-
 
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:
@@ -37,11 +37,21 @@ class AttemptRecord:
     # with ``timed_out``: which limit ended it, "wall_clock" (timeout_sec) or "no_output"
     # (no_output_timeout_sec, the error then reads "no output for Ns"); None when it did not time out
     timeout_kind: TimeoutKind | None = None
+    # the core's word on a failed attempt, added on the controller: why it was (not) retried, and
+    # the seconds waited before the next attempt
+    retry_reason: str | None = None
+    retry_delay: float | None = None
 
     def headline(self) -> str:
         """One line, fit for a dashboard: "exit code 2 after 3 attempts", "timed out after 5 s"."""
         what = self.error or f"exit code {self.exit_code}"
         return f"{what} after {self.attempt} attempts" if self.attempt > 1 else what
+
+    def failure(self) -> AttemptFailure:
+        """How this attempt failed, in ``retry_on``'s terms."""
+        if self.timed_out:
+            return AttemptFailure("no_output" if self.timeout_kind == "no_output" else "timeout", self.exit_code)
+        return AttemptFailure("failure", self.exit_code)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

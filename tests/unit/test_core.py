@@ -154,7 +154,8 @@ def test_retry_with_delay_is_a_wait_not_a_sleep() -> None:
     assert core.begin() == [Start("a", 1, Verdict.RETRY)]
     actions = core.attempt_ended("a", 1, False, 10.0)
     # the slot serves another step meanwhile
-    assert actions == [Ended("a", 1, Verdict.RETRY), Wait("a", 2, 15.0), Start("b", 1)]
+    retried = Ended("a", 1, Verdict.RETRY, retry_reason="retried after 5 s: failure is in retry_on", retry_delay=5.0)
+    assert actions == [retried, Wait("a", 2, 15.0), Start("b", 1)]
     assert core.next_wake() == 15.0
     assert core.wake(12.0) == []
     core.attempt_ended("b", 1, True, 13.0)
@@ -305,7 +306,8 @@ def test_core_imports_no_io_modules() -> None:
         "import sys, pydantic, lark, uuid\n"
         "before = set(sys.modules)\n"
         "import pytest_planrun.core.decide, pytest_planrun.core.graph, pytest_planrun.core.state, "
-        "pytest_planrun.core.conditions, pytest_planrun.plan\n"
+        "pytest_planrun.core.conditions, pytest_planrun.core.retry, pytest_planrun.core.whatif, "
+        "pytest_planrun.plan, pytest_planrun.plan.rules\n"
         f"bad = set({sorted(FORBIDDEN)!r}) & (set(sys.modules) - before)\n"
         "assert not bad, bad"
     )

@@ -28,7 +28,9 @@ def test_each_attempt_end_gets_one_verdict() -> None:
     assert starts["optional"].if_failed is Verdict.ALLOWED_FAILURE
     assert starts["ok"].if_failed is Verdict.FAILED
     assert ended(core.attempt_ended("ok", 1, True, 0.0)) == Ended("ok", 1, Verdict.SUCCEEDED)
-    assert ended(core.attempt_ended("flaky", 1, False, 0.0)) == Ended("flaky", 1, Verdict.RETRY)
+    assert ended(core.attempt_ended("flaky", 1, False, 0.0)) == Ended(
+        "flaky", 1, Verdict.RETRY, retry_reason="retried at once: failure is in retry_on", retry_delay=0.0
+    )
     assert ended(core.attempt_ended("optional", 1, False, 0.0)) == Ended("optional", 1, Verdict.ALLOWED_FAILURE)
     assert core.outcome("optional") is Outcome.FAILED
     assert ended(core.attempt_ended("hard", 1, False, 0.0)) == Ended("hard", 1, Verdict.FAILED)

@@ -396,3 +396,43 @@ def test_one_back_edge_gives_exactly_its_cycle(deps: dict[str, list[str]], data:
     assert all(need in deps[node] for node, need in zip(path, path[1:], strict=False))
     assert (early, late) in zip(path, path[1:], strict=False)  # every cycle goes through the one back edge
     assert find_cycle(deps) is not None
+
+
+def test_retry_policy_fields(problems: Problems) -> None:
+    bad: dict[str, Any] = {
+        "retry_backoff": 0.5,
+        "retry_max_delay_sec": -1,
+        "retry_jitter": "yes",
+        "retry_on": ["failur", 0, "2"],
+    }
+    globals_ = {"default_retry_on": "failure", "default_retry_backoff": True}
+    assert problems(plan(step("fetch", **bad), globals=globals_)) == [
+        f"{FILE}: field 'globals.default_retry_backoff': must be a number, got true",
+        f"{FILE}: field 'globals.default_retry_on': must be a list, got \"failure\"",
+        f"{FILE}: step 'fetch', field 'retry_backoff': must be greater than or equal to 1, got 0.5",
+        f"{FILE}: step 'fetch', field 'retry_max_delay_sec': must be greater than or equal to 0, got -1",
+        f"{FILE}: step 'fetch', field 'retry_jitter': must be true or false, got \"yes\"",
+        f"{FILE}: step 'fetch', field 'retry_on[0]': must be 'failure', 'timeout', 'no_output' or an exit code, "
+        "got \"failur\" (did you mean 'failure'?)",
+        f"{FILE}: step 'fetch', field 'retry_on[1]': an exit code must be from 1 to 255, got 0",
+        f"{FILE}: step 'fetch', field 'retry_on[2]': must be 'failure', 'timeout', 'no_output' or an exit code, "
+        'got "2"',
+    ]
+
+
+def test_retry_policy_defaults_come_from_globals(tmp_path: Path) -> None:
+    path = tmp_path / "gate.json"
+    globals_ = {"default_retry_backoff": 2, "default_retry_max_delay_sec": 30, "default_retry_on": [1, "timeout"]}
+    steps = [step("a"), step("b", retry_backoff=1, retry_on=["no_output"], retry_jitter=True, retry_max_delay_sec=5)]
+    path.write_text(json.dumps(plan(*steps, globals=globals_)))
+    a, b = load_plan(path).steps
+    assert (a.retry_backoff, a.retry_max_delay_sec, a.retry_jitter, a.retry_on) == (2, 30, False, (1, "timeout"))
+    assert (b.retry_backoff, b.retry_max_delay_sec, b.retry_jitter, b.retry_on) == (1, 5, True, ("no_output",))
+    path.write_text(json.dumps(plan(step("c"))))
+    (c,) = load_plan(path).steps
+    assert (c.retry_backoff, c.retry_max_delay_sec, c.retry_jitter, c.retry_on) == (
+        1,
+        None,
+        False,
+        ("failure", "timeout"),
+    )
