@@ -73,3 +73,23 @@ def test_backoff_spaces_the_attempts_more_each_time(
     # each attempt waited at least its recorded delay, and the waits grew
     assert all(gap >= row["retry_delay_sec"] for gap, row in zip(gaps, rows[:3], strict=True))
     assert gaps[0] < gaps[1] < gaps[2]
+
+
+def test_retry_on_tells_a_silent_step_from_a_slow_one(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+    """``no_output`` in retry_on retries the no-output timeout only; a wall-clock timeout is final then."""
+    silent = "echo x >> {0}.tries; echo once; sleep 30"
+    result = run_plan(
+        [
+            sh("silent", silent.format("silent"), no_output_timeout_sec=1, retries=1, retry_on=["no_output"],
+               on_failure="continue"),
+            sh("slow", "echo x >> slow.tries; while true; do echo tick; sleep 0.1; done", timeout_sec=1,
+               retries=1, retry_on=["no_output"], on_failure="continue"),
+        ],
+    )
+    assert_outcomes(result, failed=2, rerun=1)
+    assert (pytester.path / "silent.tries").read_text().count("x") == 2
+    assert (pytester.path / "slow.tries").read_text().count("x") == 1
+    attempts, _ = ledger_of(pytester.path)
+    rows = {(a["step_id"], a["attempt"]): a for a in attempts}
+    assert rows["silent", 1]["retry_reason"].startswith("retried")
+    assert rows["slow", 1]["retry_reason"].startswith("not retried")
