@@ -61,7 +61,7 @@ class RunCore:
     ) -> None:
         """``rules`` in declaration order; dependencies on steps not in ``rules`` count as succeeded
         (deselected with ``-k``/``-m``). ``done_before`` maps steps that succeeded in an earlier run
-        (``--resume``) to the reason they are skipped now; their dependents run as if they succeeded.
+        (``--planrun-resume``) to the reason they are skipped now; their dependents run as if they succeeded.
         """
         if slots < 1:
             raise ValueError(f"slots must be at least 1, got {slots}")

@@ -1,4 +1,9 @@
-"""Command-line options and ini keys, resolved once into a frozen ``Settings``."""
+"""Command-line options and ini keys, resolved once into a frozen ``Settings``.
+
+The plugin is loaded in every session of every project that has it installed, so only the design's
+``--plan`` and ``--var`` go unprefixed: every other option is ``--planrun-NAME`` with dest
+``planrun_NAME`` and ini key ``planrun_NAME``, leaving ``--resume`` or ``--ledger`` to a project's conftest.
+"""
 
 from __future__ import annotations
 
@@ -31,8 +36,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("planrun", "Run JSON plans of command steps")
     group.addoption("--plan", action="append", default=[], metavar="PLAN", help=PLAN_HELP)
     group.addoption("--var", action="append", default=[], type=parse_var, metavar="NAME=VALUE", help=VAR_HELP)
-    group.addoption("--ledger", metavar="PATH", default=None, help=LEDGER_HELP)
-    group.addoption("--no-ledger", action="store_true", default=False, help="Do not record the run in a ledger")
+    group.addoption("--planrun-ledger", metavar="PATH", default=None, help=LEDGER_HELP)
+    group.addoption(
+        "--planrun-no-ledger", action="store_true", default=False, help="Do not record the run in a ledger"
+    )
     group.addoption("--planrun-run-dir", metavar="DIR", default=None, help=RUN_DIR_HELP)
     group.addoption(
         "--planrun-run-id",
@@ -42,7 +49,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--planrun-kill-grace", metavar="SECONDS", default=None, help=KILL_GRACE_HELP)
     group.addoption(
-        "--resume",
+        "--planrun-resume",
         nargs="?",
         const="last",
         default=None,
@@ -85,8 +92,8 @@ class Settings:
         opt = config.option
         invocation_dir = Path(config.invocation_params.dir)
         ledger: Path | None = None
-        if not opt.no_ledger:
-            raw = opt.ledger or config.getini("planrun_ledger") or DEFAULT_LEDGER
+        if not opt.planrun_no_ledger:
+            raw = opt.planrun_ledger or config.getini("planrun_ledger") or DEFAULT_LEDGER
             ledger = invocation_dir / os.path.expanduser(raw)
         if opt.planrun_kill_grace is not None:
             grace = _seconds(opt.planrun_kill_grace, "--planrun-kill-grace")
@@ -95,7 +102,7 @@ class Settings:
         else:
             grace = 3.0
         run_dir = invocation_dir / opt.planrun_run_dir if opt.planrun_run_dir else None
-        resume = opt.resume
+        resume = opt.planrun_resume
         last_failed = bool(getattr(opt, "lf", False))  # absent with -p no:cacheprovider
         return cls(
             plans=tuple(opt.plan),

@@ -192,13 +192,13 @@ def _expected_durations(settings: Settings, plans: list[LoadedPlan]) -> dict[str
 
 
 def _done_before(settings: Settings, plans: list[LoadedPlan]) -> tuple[dict[str, str] | None, str | None]:
-    """With ``--resume`` (or ``--lf``): steps that succeeded in that run and are not downstream of
+    """With ``--planrun-resume`` (or ``--lf``): steps that succeeded in that run and are not downstream of
     one that did not, and a line for the session header."""
     if settings.resume is None:
         return None, None
     ledger = settings.ledger if settings.ledger is not None and settings.ledger.exists() else None
     if ledger is None and not settings.resume_if_any:
-        raise pytest.UsageError("--resume needs a ledger; none found (see --ledger)")
+        raise pytest.UsageError("--planrun-resume needs a ledger; none found (see --planrun-ledger)")
     plan_id = plans[0].plan.plan_id
     run_id = settings.resume
     if run_id == "last":
@@ -207,13 +207,13 @@ def _done_before(settings: Settings, plans: list[LoadedPlan]) -> tuple[dict[str,
             if settings.resume_if_any:
                 where = f"in {settings.ledger}" if settings.ledger is not None else "(no ledger)"
                 return None, f"planrun: --lf: plan {plan_id} has no earlier run {where}; running every step"
-            raise pytest.UsageError(f"--resume: plan {plan_id} has no run in {ledger}")
+            raise pytest.UsageError(f"--planrun-resume: plan {plan_id} has no run in {ledger}")
         run_id = previous["run_id"]
     assert ledger is not None  # --lf resumes only "last", handled above without a ledger
     try:
         succeeded = succeeded_steps(ledger, run_id)
     except LookupError as error:
-        raise pytest.UsageError(f"--resume: {error}") from None
+        raise pytest.UsageError(f"--planrun-resume: {error}") from None
     deps = {s.id: list(s.depends_on) for p in plans for s in p.steps}
     redo = {s for s in deps if s not in succeeded}
     if not redo and settings.resume_if_any and settings.nothing_failed == "all":
