@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from .ledger import queries
+from .ledger.directory import DEFAULT_LEDGER
 from .plan import Plan
-
-DEFAULT_LEDGER = ".ledger/framework.db"
 
 
 class Orchestrator:

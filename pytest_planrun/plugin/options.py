@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from ..ledger.directory import DEFAULT_LEDGER
+from ..plan.variables import split_var
+
 PLAN_HELP = (
     "Plan to run as pytest items: a JSON file (outside the rootdir write --plan=PATH) or the name of a plan "
     "shipped with planrun (planrun plans lists them); repeatable"
@@ -21,15 +24,13 @@ VAR_HELP = "Set a plan variable; repeatable"
 LEDGER_HELP = "SQLite ledger to record runs in (default: .ledger/framework.db)"
 RUN_DIR_HELP = "Directory for attempt logs and events (default: runs/<run_id> beside the ledger)"
 KILL_GRACE_HELP = "Seconds between SIGTERM and SIGKILL when a step's process tree is stopped (default: 3)"
-DEFAULT_LEDGER = ".ledger/framework.db"
 
 
 def parse_var(text: str) -> tuple[str, str]:
-    """``--var NAME=VALUE`` -> (NAME, VALUE); the value is kept verbatim (quotes, ``=``, ``${``)."""
-    name, sep, value = text.partition("=")
-    if not sep or not name.isidentifier():
-        raise pytest.UsageError(f"--var expects NAME=VALUE, got {text!r}")
-    return name, value
+    try:
+        return split_var(text)
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

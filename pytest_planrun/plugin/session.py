@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import sqlite3
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from ..core.conditions import compile_condition
 from ..core.graph import transitive_dependents
 from ..core.state import Start, Verdict
-from ..ledger.queries import RESUMED_PREFIX, last_run, previous_durations, succeeded_steps
+from ..ledger.queries import RESUMED_PREFIX, LedgerUnreadable, last_run, previous_durations, succeeded_steps
 from ..ledger.writer import LedgerRecorder
 from ..plan import LoadedPlan
 from ..run.control import ControlChannel
@@ -186,7 +185,7 @@ def _expected_durations(settings: Settings, plans: list[LoadedPlan]) -> dict[str
         return None
     try:
         return previous_durations(settings.ledger, plans[0].plan.plan_id)
-    except sqlite3.Error as error:  # an unreadable history must not stop a run: fall back to weights
+    except LedgerUnreadable as error:  # an unreadable history must not stop a run: fall back to weights
         log.warning("planrun: no step durations from %s: %s", settings.ledger, error)
         return None
 

@@ -216,3 +216,11 @@ def test_last_failed_resumes_the_plans_last_run(
 def test_no_ledger_writes_nothing(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
     run_plan([step("a", "true")], "--planrun-no-ledger").assert_outcomes(passed=1)
     assert not (pytester.path / ".ledger" / "framework.db").exists()
+
+
+def test_a_file_that_is_not_a_ledger_is_named_by_the_ledger_layer(tmp_path: Path) -> None:
+    # the plugin falls back to weights on this error without knowing the storage behind it
+    db = tmp_path / "framework.db"
+    db.write_bytes(b"not a database, " * 512)
+    with pytest.raises(queries.LedgerUnreadable, match="cannot read the ledger .*framework.db"):
+        queries.previous_durations(db, "PLAN-TEST")
