@@ -44,13 +44,9 @@ make_env() {
 
 mapfile -t junit_tools < <(test_extra junitparser xmlschema pytest-html)
 start=$SECONDS
-# The two installs wait on the package index more than on the CPU: side by side.
-make_env lowest -c scripts/lowest-constraints.txt "${junit_tools[@]}" &
-lowest=$!
-make_env neighbours pytest-timeout pytest-rerunfailures pytest-randomly &
-neighbours=$!
-wait "$lowest"
-wait "$neighbours"
+# One after the other: each editable install rewrites pytest_planrun.egg-info in the source tree.
+make_env lowest -c scripts/lowest-constraints.txt "${junit_tools[@]}"
+make_env neighbours pytest-timeout pytest-rerunfailures pytest-randomly
 echo "test-envs: environments ready in $((SECONDS - start)) s"
 
 workers=(-n "${PLANRUN_TEST_WORKERS:-3}" --dist worksteal)
