@@ -126,7 +126,7 @@ def pytest_command(workers: int, ledger: Path | None = None) -> list[str]:
         "-q",
         "-p",
         "no:cacheprovider",
-        *(["--ledger", str(ledger)] if ledger else ["--no-ledger"]),
+        *(["--planrun-ledger", str(ledger)] if ledger else ["--planrun-no-ledger"]),
         "-n",
         str(workers if workers > 1 else 0),
     ]
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                         "-q",
                         "-p",
                         "no:cacheprovider",
-                        "--no-ledger",
+                        "--planrun-no-ledger",
                     ],
                     work,
                 )

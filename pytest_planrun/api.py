@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from .ledger import queries
+from .ledger.directory import DEFAULT_LEDGER
 from .plan import Plan
-
-DEFAULT_LEDGER = ".ledger/framework.db"
 
 
 class Orchestrator:
@@ -34,7 +33,7 @@ class Orchestrator:
         """
         Plan.from_file(path, variables)
         run_id = uuid.uuid4().hex[:12]
-        command = [sys.executable, "-m", "pytest", f"--plan={path}", "--ledger", str(self.db_path)]
+        command = [sys.executable, "-m", "pytest", f"--plan={path}", "--planrun-ledger", str(self.db_path)]
         command += ["--planrun-run-id", run_id, "-p", "no:cacheprovider", "-q"]
         command += ["-c", os.devnull, "--noconftest"]
         for name, value in (variables or {}).items():

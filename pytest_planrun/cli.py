@@ -11,9 +11,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .api import DEFAULT_LEDGER
 from .ledger import queries
+from .ledger.directory import DEFAULT_LEDGER
 from .ledger.writer import GIVEN_KEY
+from .plan.packaged import offer_python
+from .plan.variables import split_var
 
 if TYPE_CHECKING:  # the plan model is imported by the commands that need it, not by `planrun runs`
     from .plan import LoadedPlan
@@ -30,13 +32,10 @@ run: checking and drawing plans, listing the shipped ones, reading the ledger, c
 
 
 def _vars(pairs: Sequence[str]) -> dict[str, str]:
-    result = {}
-    for text in pairs:
-        name, sep, value = text.partition("=")
-        if not sep or not name.isidentifier():
-            raise SystemExit(f"planrun: --var expects NAME=VALUE, got {text!r}")
-        result[name] = value
-    return result
+    try:
+        return dict(map(split_var, pairs))
+    except ValueError as error:
+        raise SystemExit(f"planrun: {error}") from None
 
 
 def _load(given: Sequence[str], pairs: Sequence[str], strict: bool) -> tuple[list[tuple[str, LoadedPlan]], bool]:
@@ -386,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("PLANRUN_PYTHON", sys.executable)  # as the pytest plugin does
+    offer_python()
     try:
         return int(args.func(args))
     except (FileNotFoundError, LookupError) as error:

@@ -81,7 +81,7 @@ def gate_command(
     command = [python, "-m", "pytest", f"--plan={PLAN}", "--var", f"BRANCH={branch}", "-p", "no:cacheprovider"]
     for variable in variables:
         command += ["--var", variable]
-    command += [f"--ledger={root / 'ledger' / 'framework.db'}", "-rA"]
+    command += [f"--planrun-ledger={root / 'ledger' / 'framework.db'}", "-rA"]
     if test_command is not None:
         command += ["--var", f"TEST_COMMAND={test_command}"]
     return command

@@ -65,7 +65,7 @@ class RunCore:
     ) -> None:
         """``rules`` in declaration order; dependencies on steps not in ``rules`` count as succeeded
         (deselected with ``-k``/``-m``). ``done_before`` maps steps that succeeded in an earlier run
-        (``--resume``) to the reason they are skipped now; their dependents run as if they succeeded.
+        (``--planrun-resume``) to the reason they are skipped now; their dependents run as if they succeeded.
         ``rng`` draws retry jitter (default: seeded with 0, so runs without a seed repeat).
         """
         if slots < 1:

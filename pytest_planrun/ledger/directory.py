@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+DEFAULT_LEDGER = ".ledger/framework.db"  # relative to where pytest or planrun is started
 GITIGNORE = "# Created by pytest-planrun automatically.\n*\n"
 
 

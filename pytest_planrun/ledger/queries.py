@@ -18,11 +18,23 @@ from .events import iso
 from .schema import connect
 
 
+class LedgerUnreadable(sqlite3.DatabaseError):
+    """The ledger's file cannot be read (not a ledger, damaged, a newer schema): readers outside this
+    layer name this, not the storage's errors (a ``sqlite3.DatabaseError`` still, for older callers)."""
+
+
 @contextmanager
 def _reading(db_path: Path) -> Iterator[sqlite3.Connection]:
-    conn = connect(Path(db_path), create=False)
+    try:
+        conn = connect(Path(db_path), create=False)
+    except sqlite3.Error as error:
+        raise LedgerUnreadable(f"cannot read the ledger {db_path}: {error}") from error
     try:
         yield conn
+    except LedgerUnreadable:
+        raise
+    except sqlite3.Error as error:
+        raise LedgerUnreadable(f"cannot read the ledger {db_path}: {error}") from error
     finally:
         conn.close()
 

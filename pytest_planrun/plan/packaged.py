@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
 from pathlib import Path
 
 PLANS_DIR = Path(__file__).resolve().parent.parent / "plans"
+PYTHON_ENV = "PLANRUN_PYTHON"  # the interpreter shipped plans run planrun's own helpers with
+
+
+def offer_python() -> bool:
+    """Set ``PLANRUN_PYTHON`` to the interpreter planrun runs on, unless the user chose one (the
+    plugin and the ``planrun`` command alike). True when it was set here."""
+    if PYTHON_ENV in os.environ:
+        return False
+    os.environ[PYTHON_ENV] = sys.executable
+    return True
 
 
 def plan_name(file: Path) -> str:

@@ -15,6 +15,14 @@ _REFERENCE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MASK = "***"
 
 
+def split_var(text: str) -> tuple[str, str]:
+    """``--var NAME=VALUE`` -> (NAME, VALUE); the value is kept verbatim (quotes, ``=``, ``${``)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise ValueError(f"--var expects NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def find_references(text: str) -> list[str]:
     """Names referenced as ``${NAME}`` in ``text``, in order of first use (escaped ones excluded)."""
     names: list[str] = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import os
 import signal
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Generator
@@ -19,7 +18,7 @@ from ..core.state import Verdict
 from ..ledger.directory import make_ledger_dir
 from ..plan import LoadedPlan, Masker, PlanError, load_plan
 from ..plan.load import variable_names
-from ..plan.packaged import PlanNotFound, find_plan
+from ..plan.packaged import PYTHON_ENV, PlanNotFound, find_plan, offer_python
 from ..plan.variables import unknown_given
 from ..run.step import RunContext
 from .controller import default_run_dir
@@ -139,9 +138,8 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     if not settings.plans:
         return
     # plans run planrun's own helpers (plans/safe_merge.json) with the interpreter pytest runs on
-    if "PLANRUN_PYTHON" not in os.environ:
-        os.environ["PLANRUN_PYTHON"] = sys.executable
-        _on_unconfigure(config, lambda: os.environ.pop("PLANRUN_PYTHON", None))
+    if offer_python():
+        _on_unconfigure(config, lambda: os.environ.pop(PYTHON_ENV, None))
     check_rootdir(config, settings)
     plans = load_plans(settings)  # a broken plan is a usage error: exit 4, nothing runs
     config.stash[plans_key] = plans

@@ -42,9 +42,7 @@ def headline(result: StepResult) -> str:
     """One line a dashboard can show: "exit code 2 after 3 attempts", "timed out after 600 s"."""
     if not result.attempts:
         return result.reason or result.outcome
-    last = result.attempts[-1]
-    what = last.error or f"exit code {last.exit_code}"
-    return f"{what} after {len(result.attempts)} attempts" if len(result.attempts) > 1 else what
+    return result.attempts[-1].headline()
 
 
 def attempt_line(record: AttemptRecord) -> str:

@@ -1,4 +1,9 @@
-"""Command-line options and ini keys, resolved once into a frozen ``Settings``."""
+"""Command-line options and ini keys, resolved once into a frozen ``Settings``.
+
+The plugin is loaded in every session of every project that has it installed, so only the design's
+``--plan`` and ``--var`` go unprefixed: every other option is ``--planrun-NAME`` with dest
+``planrun_NAME`` and ini key ``planrun_NAME``, leaving ``--resume`` or ``--ledger`` to a project's conftest.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from ..core.whatif import Assumption
+from ..ledger.directory import DEFAULT_LEDGER
+from ..plan.variables import split_var
 from .whatif import ASSUME_HELP, parse_assume
 
 PLAN_HELP = (
@@ -21,23 +28,23 @@ RUN_DIR_HELP = "Directory for attempt logs and events (default: runs/<run_id> be
 KILL_GRACE_HELP = "Seconds between SIGTERM and SIGKILL when a step's process tree is stopped (default: 3)"
 HEARTBEAT_HELP = "Seconds between heartbeats of a running step in the ledger and events.jsonl (default: 5)"
 STATUS_HELP = "Seconds without a step ending before the terminal shows what is running (default: 10)"
-DEFAULT_LEDGER = ".ledger/framework.db"
 
 
 def parse_var(text: str) -> tuple[str, str]:
-    """``--var NAME=VALUE`` -> (NAME, VALUE); the value is kept verbatim (quotes, ``=``, ``${``)."""
-    name, sep, value = text.partition("=")
-    if not sep or not name.isidentifier():
-        raise pytest.UsageError(f"--var expects NAME=VALUE, got {text!r}")
-    return name, value
+    try:
+        return split_var(text)
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("planrun", "Run JSON plans of command steps")
     group.addoption("--plan", action="append", default=[], metavar="PLAN", help=PLAN_HELP)
     group.addoption("--var", action="append", default=[], type=parse_var, metavar="NAME=VALUE", help=VAR_HELP)
-    group.addoption("--ledger", metavar="PATH", default=None, help=LEDGER_HELP)
-    group.addoption("--no-ledger", action="store_true", default=False, help="Do not record the run in a ledger")
+    group.addoption("--planrun-ledger", metavar="PATH", default=None, help=LEDGER_HELP)
+    group.addoption(
+        "--planrun-no-ledger", action="store_true", default=False, help="Do not record the run in a ledger"
+    )
     group.addoption("--planrun-run-dir", metavar="DIR", default=None, help=RUN_DIR_HELP)
     group.addoption(
         "--planrun-run-id",
@@ -47,7 +54,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--planrun-kill-grace", metavar="SECONDS", default=None, help=KILL_GRACE_HELP)
     group.addoption(
-        "--resume",
+        "--planrun-resume",
         nargs="?",
         const="last",
         default=None,
@@ -59,7 +66,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("planrun_heartbeat", HEARTBEAT_HELP)
     parser.addini("planrun_status_after", STATUS_HELP)
     group.addoption(
-        "--assume", action="append", default=[], type=parse_assume, metavar="STEP=OUTCOME", help=ASSUME_HELP
+        "--planrun-assume",
+        action="append",
+        dest="planrun_assume",
+        default=[],
+        type=parse_assume,
+        metavar="STEP=OUTCOME",
+        help=ASSUME_HELP,
     )
     parser.addini("planrun_ledger", LEDGER_HELP)
     parser.addini("planrun_kill_grace", KILL_GRACE_HELP)
@@ -107,15 +120,15 @@ class Settings:
     nothing_failed: str = "all"
     heartbeat: float = 5.0
     status_after: float = 10.0
-    assume: tuple[tuple[str, Assumption], ...] = ()  # --assume: a what-if under --collect-only
+    assume: tuple[tuple[str, Assumption], ...] = ()  # --planrun-assume: a what-if under --collect-only
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
         opt = config.option
         invocation_dir = Path(config.invocation_params.dir)
         ledger: Path | None = None
-        if not opt.no_ledger:
-            raw = opt.ledger or config.getini("planrun_ledger") or DEFAULT_LEDGER
+        if not opt.planrun_no_ledger:
+            raw = opt.planrun_ledger or config.getini("planrun_ledger") or DEFAULT_LEDGER
             ledger = invocation_dir / os.path.expanduser(raw)
         if opt.planrun_kill_grace is not None:
             grace = _seconds(opt.planrun_kill_grace, "--planrun-kill-grace")
@@ -126,7 +139,7 @@ class Settings:
         heartbeat = _setting(config, "planrun_heartbeat", 5.0, positive=True)
         status_after = _setting(config, "planrun_status_after", 10.0)
         run_dir = invocation_dir / opt.planrun_run_dir if opt.planrun_run_dir else None
-        resume = opt.resume
+        resume = opt.planrun_resume
         last_failed = bool(getattr(opt, "lf", False))  # absent with -p no:cacheprovider
         return cls(
             plans=tuple(opt.plan),
@@ -141,5 +154,5 @@ class Settings:
             nothing_failed=str(getattr(opt, "last_failed_no_failures", "all")),
             heartbeat=heartbeat,
             status_after=status_after,
-            assume=tuple(opt.assume),
+            assume=tuple(opt.planrun_assume),
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import sqlite3
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from ..core.conditions import compile_condition
 from ..core.graph import transitive_dependents
 from ..core.state import Start, Verdict
-from ..ledger.queries import RESUMED_PREFIX, last_run, previous_durations, succeeded_steps
+from ..ledger.queries import RESUMED_PREFIX, LedgerUnreadable, last_run, previous_durations, succeeded_steps
 from ..ledger.writer import LedgerRecorder
 from ..plan import LoadedPlan
 from ..run.control import ControlChannel
@@ -200,19 +199,19 @@ def _expected_durations(settings: Settings, plans: list[LoadedPlan]) -> dict[str
         return None
     try:
         return previous_durations(settings.ledger, plans[0].plan.plan_id)
-    except sqlite3.Error as error:  # an unreadable history must not stop a run: fall back to weights
+    except LedgerUnreadable as error:  # an unreadable history must not stop a run: fall back to weights
         log.warning("planrun: no step durations from %s: %s", settings.ledger, error)
         return None
 
 
 def _done_before(settings: Settings, plans: list[LoadedPlan]) -> tuple[dict[str, str] | None, str | None]:
-    """With ``--resume`` (or ``--lf``): steps that succeeded in that run and are not downstream of
+    """With ``--planrun-resume`` (or ``--lf``): steps that succeeded in that run and are not downstream of
     one that did not, and a line for the session header."""
     if settings.resume is None:
         return None, None
     ledger = settings.ledger if settings.ledger is not None and settings.ledger.exists() else None
     if ledger is None and not settings.resume_if_any:
-        raise pytest.UsageError("--resume needs a ledger; none found (see --ledger)")
+        raise pytest.UsageError("--planrun-resume needs a ledger; none found (see --planrun-ledger)")
     plan_id = plans[0].plan.plan_id
     run_id = settings.resume
     if run_id == "last":
@@ -221,13 +220,13 @@ def _done_before(settings: Settings, plans: list[LoadedPlan]) -> tuple[dict[str,
             if settings.resume_if_any:
                 where = f"in {settings.ledger}" if settings.ledger is not None else "(no ledger)"
                 return None, f"planrun: --lf: plan {plan_id} has no earlier run {where}; running every step"
-            raise pytest.UsageError(f"--resume: plan {plan_id} has no run in {ledger}")
+            raise pytest.UsageError(f"--planrun-resume: plan {plan_id} has no run in {ledger}")
         run_id = previous["run_id"]
     assert ledger is not None  # --lf resumes only "last", handled above without a ledger
     try:
         succeeded = succeeded_steps(ledger, run_id)
     except LookupError as error:
-        raise pytest.UsageError(f"--resume: {error}") from None
+        raise pytest.UsageError(f"--planrun-resume: {error}") from None
     deps = {s.id: list(s.depends_on) for p in plans for s in p.steps}
     redo = {s for s in deps if s not in succeeded}
     if not redo and settings.resume_if_any and settings.nothing_failed == "all":

@@ -1,4 +1,4 @@
-"""``pytest --plan PLAN --assume STEP=OUTCOME --collect-only``: the what-if table in the collection report."""
+"""``pytest --plan PLAN --planrun-assume STEP=OUTCOME --collect-only``: the what-if table in the collection report."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ ASSUME_HELP = (
 
 
 def parse_assume(text: str) -> tuple[str, Assumption]:
-    """``--assume STEP=OUTCOME`` -> (STEP, OUTCOME)."""
+    """``--planrun-assume STEP=OUTCOME`` -> (STEP, OUTCOME)."""
     try:
         return parse_assumption(text)
     except ValueError as error:
@@ -25,12 +25,12 @@ def parse_assume(text: str) -> tuple[str, Assumption]:
 
 
 def check_assumptions(assume: dict[str, Assumption], plans: Sequence[LoadedPlan], collect_only: bool) -> None:
-    """``--assume`` only describes a run: it needs ``--collect-only`` and steps the plans have."""
+    """``--planrun-assume`` only describes a run: it needs ``--collect-only`` and steps the plans have."""
     if not assume:
         return
     if not collect_only:
         raise pytest.UsageError(
-            "--assume shows what a run would do without running it: add --collect-only (or use planrun what-if)"
+            "--planrun-assume shows what a run would do without running it: add --collect-only (or use planrun what-if)"
         )
     if unknown := unknown_steps(assume, [step.id for plan in plans for step in plan.steps]):
         raise pytest.UsageError(*unknown)

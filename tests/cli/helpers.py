@@ -49,7 +49,8 @@ class Ledger:
 
 def record(root: Path, plan: Path, db: Path, run_id: str, exit_code: int) -> str:
     """Run ``plan`` with pytest in ``root``, recorded in ``db`` as ``run_id``."""
-    command = [sys.executable, "-m", "pytest", "--plan", plan.name, "--ledger", str(db), "--planrun-run-id", run_id]
+    command = [sys.executable, "-m", "pytest", "--plan", plan.name, f"--planrun-ledger={db}"]
+    command += ["--planrun-run-id", run_id]
     done = subprocess.run([*command, "-p", "no:cacheprovider"], cwd=root, capture_output=True, text=True, timeout=300)
     assert done.returncode == exit_code, done.stdout + done.stderr
     return run_id

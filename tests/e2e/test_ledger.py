@@ -109,7 +109,7 @@ def test_eight_concurrent_runs_lose_nothing(pytester: pytest.Pytester, write_pla
                 "pytest",
                 "--plan",
                 "plan.json",
-                "--ledger",
+                "--planrun-ledger",
                 str(db),
                 "-q",
                 "-p",
@@ -171,7 +171,7 @@ def test_resume_runs_only_what_did_not_succeed(run_plan: RunPlan, pytester: pyte
     first = run_plan(steps)
     first.assert_outcomes(passed=2, failed=1, skipped=1)
     (pytester.path / "fixed").touch()
-    second = run_plan(steps, "--resume", "-rs")
+    second = run_plan(steps, "--planrun-resume", "-rs")
     second.assert_outcomes(passed=2, skipped=2)
     second.stdout.fnmatch_lines(["*succeeded in run *"])
     assert len(list(pytester.path.glob("a.*"))) == 1 and len(list(pytester.path.glob("d.*"))) == 1
@@ -214,5 +214,13 @@ def test_last_failed_resumes_the_plans_last_run(
 
 
 def test_no_ledger_writes_nothing(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
-    run_plan([step("a", "true")], "--no-ledger").assert_outcomes(passed=1)
+    run_plan([step("a", "true")], "--planrun-no-ledger").assert_outcomes(passed=1)
     assert not (pytester.path / ".ledger" / "framework.db").exists()
+
+
+def test_a_file_that_is_not_a_ledger_is_named_by_the_ledger_layer(tmp_path: Path) -> None:
+    # the plugin falls back to weights on this error without knowing the storage behind it
+    db = tmp_path / "framework.db"
+    db.write_bytes(b"not a database, " * 512)
+    with pytest.raises(queries.LedgerUnreadable, match="cannot read the ledger .*framework.db"):
+        queries.previous_durations(db, "PLAN-TEST")

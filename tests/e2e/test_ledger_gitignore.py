@@ -35,15 +35,15 @@ def repo(pytester: pytest.Pytester, write_plan: Callable[..., Path]) -> Path:
 
 @pytest.mark.parametrize(
     "extra",
-    [[], ["-n", "2"], ["--no-ledger"], ["--ledger", "records/db/ledger.db"]],
+    [[], ["-n", "2"], ["--planrun-no-ledger"], ["--planrun-ledger", "records/db/ledger.db"]],
     ids=["serial", "xdist", "no-ledger", "ledger-elsewhere"],
 )
 def test_a_run_leaves_git_status_clean(pytester: pytest.Pytester, repo: Path, extra: list[str]) -> None:
     result = pytester.runpytest_subprocess("--plan", "plan.json", "-p", "no:cacheprovider", *extra)
     result.assert_outcomes(passed=1, xfailed=1)
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
-    assert (repo / ".ledger" / "runs").is_dir() or "--ledger" in extra  # the run did write there
-    made = repo / ("records/db" if "--ledger" in extra else ".ledger")
+    assert (repo / ".ledger" / "runs").is_dir() or "--planrun-ledger" in extra  # the run did write there
+    made = repo / ("records/db" if "--planrun-ledger" in extra else ".ledger")
     assert (made / ".gitignore").read_text() == GITIGNORE
 
 

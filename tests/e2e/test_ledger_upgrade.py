@@ -207,7 +207,7 @@ def test_planrun_records_new_runs_in_an_earlier_ledger(
     before = earlier_ledger(db)
     write_plan([step("a", "true"), sh("b", "exit 1", depends_on=["a"], critical=False)])
     monkeypatch.setenv("TZ", NOT_UTC)
-    result = pytester.runpytest_subprocess("--plan", "plan.json", "--ledger", str(db), "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("--plan", "plan.json", "--planrun-ledger", str(db), "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, xfailed=1)
     runs = queries.list_runs(db)
     assert [r["run_id"] for r in runs][1:] == ["r-old-bad", "r-old-ok"]

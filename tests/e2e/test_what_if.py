@@ -17,6 +17,7 @@ from pytest_planrun.run.records import ALLOWED_FAILURE
 # and a step after it that the abort cancels before its assumption can apply
 FAILING = ("git_merge", "guarded_push", "emit_success_event")
 ASSUME = [arg for step_id in FAILING for arg in ("--assume", f"{step_id}=failed")]
+PYTEST_ASSUME = ["--planrun-assume" if arg == "--assume" else arg for arg in ASSUME]  # pytest's spelling
 
 
 def real_copy(path: Path) -> None:
@@ -86,7 +87,8 @@ def test_collect_only_shows_the_same_forecast(pytester: pytest.Pytester) -> None
     )
     assert table.ret == 0
     result = pytester.runpytest_subprocess(
-        "--plan", "safe_merge.json", "--var", "BRANCH=feature", *ASSUME, "--collect-only", "-p", "no:cacheprovider"
+        "--plan", "safe_merge.json", "--var", "BRANCH=feature", *PYTEST_ASSUME, "--collect-only",
+        "-p", "no:cacheprovider",
     )
     assert result.ret == 0
     given = ", ".join(f"{step_id}=failed" for step_id in FAILING)
@@ -97,7 +99,7 @@ def test_collect_only_shows_the_same_forecast(pytester: pytest.Pytester) -> None
 def test_an_unknown_step_is_a_usage_error_with_a_suggestion(pytester: pytest.Pytester) -> None:
     (pytester.path / "safe_merge.json").write_text((COMPAT / "safe_merge.json").read_text())
     result = pytester.runpytest_subprocess(
-        "--plan", "safe_merge.json", "--var", "BRANCH=x", "--assume", "git_fetc=failed", "--collect-only"
+        "--plan", "safe_merge.json", "--var", "BRANCH=x", "--planrun-assume", "git_fetc=failed", "--collect-only"
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(

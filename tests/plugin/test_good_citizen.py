@@ -24,7 +24,7 @@ def test_an_in_process_run_leaves_the_sigterm_handler_as_it_found_it(pytester: p
     write_plan(pytester, step("a", "true"))
     before = signal.getsignal(signal.SIGTERM)
     assert before == signal.SIG_DFL  # else planrun keeps the handler it finds, and this shows nothing
-    result = pytester.runpytest_inprocess("--plan", "plan.json", "-p", "no:cacheprovider", "--no-ledger")
+    result = pytester.runpytest_inprocess("--plan", "plan.json", "-p", "no:cacheprovider", "--planrun-no-ledger")
     result.assert_outcomes(passed=1)
     assert signal.getsignal(signal.SIGTERM) == before
 
@@ -37,7 +37,7 @@ def test_a_handler_someone_else_installed_is_kept(pytester: pytest.Pytester) -> 
 
     previous = signal.signal(signal.SIGTERM, theirs)
     try:
-        result = pytester.runpytest_inprocess("--plan", "plan.json", "-p", "no:cacheprovider", "--no-ledger")
+        result = pytester.runpytest_inprocess("--plan", "plan.json", "-p", "no:cacheprovider", "--planrun-no-ledger")
         result.assert_outcomes(passed=1)
         assert signal.getsignal(signal.SIGTERM) is theirs
     finally:
@@ -52,7 +52,7 @@ def test_an_in_process_run_unregisters_its_plugins(pytester: pytest.Pytester) ->
         def pytest_configure(self, config: pytest.Config) -> None:
             configs.append(config)
 
-    pytester.inline_run("--plan", "plan.json", "-p", "no:cacheprovider", "--no-ledger", plugins=[Spy()])
+    pytester.inline_run("--plan", "plan.json", "-p", "no:cacheprovider", "--planrun-no-ledger", plugins=[Spy()])
     (config,) = configs
     assert not [name for name, _ in config.pluginmanager.list_name_plugin() if name.startswith("planrun-")]
 
@@ -78,14 +78,14 @@ def test_a_plan_run_with_an_untested_xdist_is_a_usage_error(
 ) -> None:
     write_plan(pytester, step("a", "true"))
     monkeypatch.setattr(xdist, "__version__", "3.9.0")
-    result = pytester.runpytest_inprocess("--plan", "plan.json", "-p", "no:cacheprovider", "--no-ledger")
+    result = pytester.runpytest_inprocess("--plan", "plan.json", "-p", "no:cacheprovider", "--planrun-no-ledger")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         ["ERROR: pytest-planrun runs plans with pytest-xdist only under pytest-xdist>=3.6,<3.9*"]
     )
     # without xdist the same plan runs, serially
     result = pytester.runpytest_inprocess(
-        "--plan", "plan.json", "-p", "no:cacheprovider", "--no-ledger", "-p", "no:xdist"
+        "--plan", "plan.json", "-p", "no:cacheprovider", "--planrun-no-ledger", "-p", "no:xdist"
     )
     result.assert_outcomes(passed=1)
 
@@ -96,3 +96,35 @@ def test_an_untested_xdist_does_not_matter_without_a_plan(
     pytester.makepyfile("def test_x(): pass")
     monkeypatch.setattr(xdist, "__version__", "3.9.0")
     pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_a_project_may_define_resume_and_ledger_itself(pytester: pytest.Pytester) -> None:
+    # the plugin is loaded in every session: its options must leave these common names to the project
+    pytester.makeconftest(
+        """
+        import pytest
+
+        def pytest_addoption(parser):
+            parser.addoption("--resume", action="store_true")
+            parser.addoption("--ledger", default="theirs")
+
+        @pytest.fixture
+        def theirs(request):
+            return request.config.getoption("resume"), request.config.getoption("ledger")
+        """
+    )
+    pytester.makepyfile(test_theirs="def test_options(theirs): assert theirs == (True, 'mine.txt')")
+    write_plan(pytester, step("a", "true"), step("b", "test", "-f", "fixed", depends_on=["a"]))
+    project = ("-p", "no:cacheprovider", "--resume", "--ledger", "mine.txt")
+    pytester.runpytest_subprocess(*project).assert_outcomes(passed=1)  # no plan: only the project's test
+
+    first = pytester.runpytest_subprocess(*project, "--plan", "plan.json", "test_theirs.py", "--planrun-ledger=r.db")
+    first.assert_outcomes(passed=2, failed=1)
+    assert (pytester.path / "r.db").is_file() and not (pytester.path / ".ledger" / "framework.db").exists()
+    assert not (pytester.path / "mine.txt").exists()
+    (pytester.path / "fixed").touch()
+    again = pytester.runpytest_subprocess(
+        *project, "--plan", "plan.json", "test_theirs.py", "--planrun-ledger=r.db", "--planrun-resume", "-rs"
+    )
+    again.assert_outcomes(passed=2, skipped=1)  # the project's test, b; a succeeded in the first run
+    again.stdout.fnmatch_lines(["SKIPPED [[]1[]] plan.json:*: succeeded in run *"])
