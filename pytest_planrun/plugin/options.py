@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,3 +110,11 @@ class Settings:
             resume_if_any=last_failed and resume is None,
             nothing_failed=str(getattr(opt, "last_failed_no_failures", "all")),
         )
+
+
+settings_key = pytest.StashKey[Settings]()
+undo_key = pytest.StashKey[list[Callable[[], object]]]()  # what pytest_unconfigure puts back
+
+
+def on_unconfigure(config: pytest.Config, undo: Callable[[], object]) -> None:
+    config.stash.setdefault(undo_key, []).append(undo)
