@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +33,8 @@ class Ticket:
 
 ticket_key = pytest.StashKey[Ticket]()
 record_key = pytest.StashKey[AttemptRecord]()
+# an attempt the concurrent driver already ran on a thread: the protocol reports its outcome
+ran_key = pytest.StashKey[Callable[[], AttemptRecord]]()
 runtime_key = pytest.StashKey["Runtime"]()
 
 
@@ -144,13 +146,20 @@ class StepItem(pytest.Item):
     def command(self) -> str:
         return display_command(self.step, self.plan.masker)
 
+    def run_attempt(self, ticket: Ticket) -> AttemptRecord:
+        """Run the attempt ``ticket`` names to its end; safe on any thread (no pytest state)."""
+        context = self.config.stash[runtime_key].context
+        # a token cancelled before the attempt began gives a cancelled record without a process
+        return execute_attempt(self.step, ticket.attempt, context, worker=ticket.worker, token=ticket.token)
+
     def runtest(self) -> None:
-        runtime = self.config.stash[runtime_key]
         ticket = self.stash.get(ticket_key, None)
         if ticket is None:  # run by a loop that is not ours (e.g. a plugin's own runtestloop)
             ticket = Ticket(attempt=1, if_failed=Verdict.FAILED, token=CancelToken())
-        # a token cancelled before the attempt began gives a cancelled record without a process
-        record = execute_attempt(self.step, ticket.attempt, runtime.context, worker=ticket.worker, token=ticket.token)
+        ran = self.stash.get(ran_key, None)
+        if ran is not None:
+            del self.stash[ran_key]
+        record = ran() if ran is not None else self.run_attempt(ticket)
         self.stash[record_key] = record
         if record.state == "succeeded":
             return

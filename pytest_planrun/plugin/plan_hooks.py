@@ -143,16 +143,12 @@ def prepare(config: pytest.Config, settings: Settings) -> None:
             config.pluginmanager.set_blocked(name)
     if not config.pluginmanager.hasplugin("xdist"):
         return
-    from .xdist_seam import check_versions, default_workers
+    from .xdist_seam import check_versions
 
+    # Without -n the plan runs in this process, max_concurrency steps at once: steps are
+    # subprocesses, so extra pytest processes would only add their start-up. -n/--tx spread the
+    # steps over xdist workers, the plan's max_concurrency still capping the total.
     check_versions(config)  # before xdist starts a worker: a plan run only on tested versions
-    option = config.option
-    if is_worker(config) or option.numprocesses is not None or option.collectonly or getattr(option, "usepdb", False):
-        return
-    # Without -n, the plan decides: max_concurrency workers (1 stays in-process).
-    workers = max(p.plan.globals.max_concurrency for p in plans)
-    if workers > 1:
-        default_workers(config, workers)
 
 
 def pytest_configure(config: pytest.Config) -> None:

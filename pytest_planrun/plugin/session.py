@@ -6,7 +6,7 @@ import logging
 import os
 import queue
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,14 +19,16 @@ from ..core.state import Start, Verdict
 from ..ledger.queries import RESUMED_PREFIX, last_run, previous_durations, succeeded_steps
 from ..ledger.writer import LedgerRecorder
 from ..plan import LoadedPlan
+from ..run.concurrent import drive_concurrently
 from ..run.control import ControlChannel
 from ..run.observer import RunObserver
 from ..run.process import CancelToken, sweep_orphans
+from ..run.records import AttemptRecord
 from ..run.serial import drive_serially
 from ..run.step import RunContext, display_command
 from .ci_output import CiOutput
 from .controller import PlanController, StepPlace, place_for
-from .items import StepItem, Ticket, step_lines, ticket_key
+from .items import StepItem, Ticket, ran_key, step_lines, ticket_key
 from .junit import JUnitEnricher
 from .options import Settings
 from .report import TerminalSummary
@@ -126,21 +128,20 @@ class ControllerPlugin:
         if not steps:
             return True
         controller = self.controller
-        controller.build(make_places(self.config, controller, [i.nodeid for i in steps.values()]), slots=1)
-
-        def run_step(start: Start) -> None:
-            item = steps[start.step_id]
-            token = CancelToken()
-            item.stash[ticket_key] = Ticket(start.attempt, start.if_failed, token)
-            controller.requests.track(start.step_id, token)
-            try:
-                item.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
-            finally:
-                controller.requests.track(start.step_id, None)
-
+        # max_concurrency steps at once in this process: steps are subprocesses, one pytest is enough
+        slots = max(p.plan.globals.max_concurrency for p in controller.plans)
+        controller.build(make_places(self.config, controller, [i.nodeid for i in steps.values()]), slots=slots)
         try:
-            # sleeping until a retry is due, a cancel request ends the sleep early
-            drive_serially(controller, run_step, sleep=controller.requests.wait)
+            if slots == 1:
+                drive_serially(controller, partial(_run_step, controller, steps), sleep=controller.requests.wait)
+            else:
+                drive_concurrently(
+                    controller,
+                    partial(_attempt_on_thread, steps),
+                    partial(_report_step, steps),
+                    track=controller.requests.track,
+                    wake_me=partial(setattr, controller, "on_new_actions"),
+                )
         except KeyboardInterrupt:
             controller.interrupt("cancelled: interrupted")
             raise
@@ -172,6 +173,32 @@ class ControllerPlugin:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         self.summary.write(terminalreporter)
+
+
+def _run_step(controller: PlanController, steps: dict[str, StepItem], start: Start) -> None:
+    """One step, start to report, on this thread (a serial run)."""
+    item = steps[start.step_id]
+    token = CancelToken()
+    item.stash[ticket_key] = Ticket(start.attempt, start.if_failed, token)
+    controller.requests.track(start.step_id, token)
+    try:
+        item.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
+    finally:
+        controller.requests.track(start.step_id, None)
+
+
+def _attempt_on_thread(steps: dict[str, StepItem], start: Start, token: CancelToken) -> AttemptRecord:
+    return steps[start.step_id].run_attempt(Ticket(start.attempt, start.if_failed, token))
+
+
+def _report_step(
+    steps: dict[str, StepItem], start: Start, token: CancelToken, outcome: Callable[[], AttemptRecord]
+) -> None:
+    """The pytest protocol of a step whose attempt already ended on the concurrent driver's thread."""
+    item = steps[start.step_id]
+    item.stash[ticket_key] = Ticket(start.attempt, start.if_failed, token)
+    item.stash[ran_key] = outcome
+    item.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
 
 
 def _ledger_recorder(settings: Settings, context: RunContext) -> RunObserver | None:

@@ -56,17 +56,6 @@ def check_versions(config: pytest.Config) -> None:
         raise pytest.UsageError(*problems)
 
 
-def default_workers(config: pytest.Config, workers: int) -> None:
-    """Without ``-n``, the plan's ``max_concurrency`` sets the number of workers. xdist has no hook
-    for this; it mirrors xdist 3.8 plugin.py ``pytest_cmdline_main``, which turns ``-n`` into
-    ``--dist``/``--tx`` the same way (and runs after this)."""
-    option = config.option
-    option.numprocesses = workers
-    if option.dist == "no":
-        option.dist = "load"
-    option.tx = ["popen"] * workers
-
-
 # -- the controller's side ---------------------------------------------------------------------
 
 
