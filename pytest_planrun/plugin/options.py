@@ -17,6 +17,10 @@ VAR_HELP = "Set a plan variable; repeatable"
 LEDGER_HELP = "SQLite ledger to record runs in (default: .ledger/framework.db)"
 RUN_DIR_HELP = "Directory for attempt logs and events (default: runs/<run_id> beside the ledger)"
 KILL_GRACE_HELP = "Seconds between SIGTERM and SIGKILL when a step's process tree is stopped (default: 3)"
+SLOTS_HELP = (
+    "With -n: steps one xdist worker runs at once (default: the plan's max_concurrency divided among the workers, "
+    "so -n 2 with max_concurrency 8 runs 8 steps on 2 workers)"
+)
 DEFAULT_LEDGER = ".ledger/framework.db"
 
 
@@ -42,6 +46,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Use this run id instead of a new one (for the API)",
     )
     group.addoption("--planrun-kill-grace", metavar="SECONDS", default=None, help=KILL_GRACE_HELP)
+    group.addoption("--planrun-slots-per-worker", metavar="K", type=int, default=None, help=SLOTS_HELP)
     group.addoption(
         "--resume",
         nargs="?",
@@ -52,6 +57,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("planrun_ledger", LEDGER_HELP)
     parser.addini("planrun_kill_grace", KILL_GRACE_HELP)
+    parser.addini("planrun_slots_per_worker", SLOTS_HELP)
 
 
 def _seconds(value: str, where: str) -> float:
@@ -62,6 +68,16 @@ def _seconds(value: str, where: str) -> float:
     if seconds < 0:
         raise pytest.UsageError(f"invalid number of seconds {value!r} from {where}: must not be negative")
     return seconds
+
+
+def _count(value: str, where: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise pytest.UsageError(f"invalid number {value!r} from {where}") from None
+    if count < 1:
+        raise pytest.UsageError(f"invalid number {value!r} from {where}: must be at least 1")
+    return count
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +96,7 @@ class Settings:
     # resume (pytest's ``--last-failed`` habit, ``--lfnf`` included)
     resume_if_any: bool = False
     nothing_failed: str = "all"
+    slots_per_worker: int | None = None  # None: max_concurrency divided among the workers
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -96,6 +113,11 @@ class Settings:
         else:
             grace = 3.0
         run_dir = invocation_dir / opt.planrun_run_dir if opt.planrun_run_dir else None
+        slots = opt.planrun_slots_per_worker
+        if slots is None and config.getini("planrun_slots_per_worker"):
+            slots = _count(str(config.getini("planrun_slots_per_worker")), "ini planrun_slots_per_worker")
+        elif slots is not None:
+            slots = _count(str(slots), "--planrun-slots-per-worker")
         resume = opt.resume
         last_failed = bool(getattr(opt, "lf", False))  # absent with -p no:cacheprovider
         return cls(
@@ -109,6 +131,7 @@ class Settings:
             invocation_dir=invocation_dir,
             resume_if_any=last_failed and resume is None,
             nothing_failed=str(getattr(opt, "last_failed_no_failures", "all")),
+            slots_per_worker=slots,
         )
 
 

@@ -19,7 +19,7 @@ from ..core.state import Start, Verdict
 from ..ledger.queries import RESUMED_PREFIX, last_run, previous_durations, succeeded_steps
 from ..ledger.writer import LedgerRecorder
 from ..plan import LoadedPlan
-from ..run.concurrent import drive_concurrently
+from ..run.concurrent import AttemptThread, drive_concurrently, stop_all
 from ..run.control import ControlChannel
 from ..run.observer import RunObserver
 from ..run.process import CancelToken, sweep_orphans
@@ -251,7 +251,8 @@ def _done_before(settings: Settings, plans: list[LoadedPlan]) -> tuple[dict[str,
 
 
 class WorkerLoop:
-    """Replaces xdist's worker loop: run each step the moment it arrives, and cancel on request."""
+    """Replaces xdist's worker loop: start each step the moment it arrives (several at once, each
+    supervised by a thread), report it when its process ends, and cancel on request."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
@@ -278,12 +279,29 @@ class WorkerLoop:
         channel.take_over(
             self._on_run, self._on_cancel, lambda index: self.jobs.put({"index": index}), lambda: self.jobs.put(None)
         )
-        while (job := self.jobs.get()) is not None:
-            index = job["index"]
-            item = session.items[index]
-            if isinstance(item, StepItem) and "token" in job:
-                item.stash[ticket_key] = Ticket(job["attempt"], Verdict(job["if_failed"]), job["token"], self.workerid)
-            channel.run(index, partial(self.config.hook.pytest_runtest_protocol, item=item, nextitem=None))
-            if session.shouldfail or session.shouldstop:
-                break
+        running: dict[int, AttemptThread[AttemptRecord]] = {}
+        try:
+            while (job := self.jobs.get()) is not None:
+                index = job["index"]
+                item = session.items[index]
+                if not isinstance(item, StepItem) or "token" not in job:  # an ordinary test
+                    channel.run(index, partial(self.config.hook.pytest_runtest_protocol, item=item, nextitem=None))
+                elif "ended" not in job:  # a step to start: its attempt runs on a thread
+                    ticket = Ticket(job["attempt"], Verdict(job["if_failed"]), job["token"], self.workerid)
+                    item.stash[ticket_key] = ticket
+                    running[index] = attempt = AttemptThread(
+                        item.step.id, partial(item.run_attempt, ticket), ticket.token, partial(self._ended, job)
+                    )
+                    attempt.thread.start()
+                else:  # its process ended: the item's protocol reports it
+                    item.stash[ran_key] = running.pop(index).outcome
+                    channel.run(index, partial(self.config.hook.pytest_runtest_protocol, item=item, nextitem=None))
+                    self.tokens.pop(item.step.id, None)
+                if (session.shouldfail or session.shouldstop) and not running:
+                    break  # (steps still running are cancelled by the controller, and reported)
+        finally:
+            stop_all(running.values())  # Ctrl-C, or a stop: nothing this worker started outlives it
         return True
+
+    def _ended(self, job: dict[str, Any], attempt: object) -> None:
+        self.jobs.put({**job, "ended": True})

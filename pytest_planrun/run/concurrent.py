@@ -12,8 +12,9 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Any, Generic, TypeVar
 
 from ..core.state import Cancel, Start
 from .process import CancelToken
@@ -23,29 +24,41 @@ Result = TypeVar("Result")
 INTERRUPTED = "cancelled: interrupted"
 
 
-class _Attempt(Generic[Result]):
-    """One attempt running on its own thread."""
+class AttemptThread(Generic[Result]):
+    """One attempt running on its own thread; ``on_end(self)`` is called from it when it ends."""
 
-    def __init__(self, start: Start, run: Callable[[Start, CancelToken], Result], done: queue.SimpleQueue[object]):
-        self.start = start
-        self.token = CancelToken()
+    def __init__(
+        self, name: str, run: Callable[[], Result], token: CancelToken, on_end: Callable[[AttemptThread[Result]], None]
+    ) -> None:
+        self.token = token
         self._result: Result | None = None
         self._error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(run, done), name=f"planrun-{start.step_id}", daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(run, on_end), name=f"planrun-{name}", daemon=True)
 
-    def _run(self, run: Callable[[Start, CancelToken], Result], done: queue.SimpleQueue[object]) -> None:
+    def _run(self, run: Callable[[], Result], on_end: Callable[[AttemptThread[Result]], None]) -> None:
         try:
-            self._result = run(self.start, self.token)
+            self._result = run()
         except BaseException as error:  # raised again where the report is made, with its traceback
             self._error = error
         finally:
-            done.put(self)
+            on_end(self)
 
     def outcome(self) -> Result:
+        """The attempt's result (once it ended), or what it raised."""
+        self.thread.join()
         if self._error is not None:
             raise self._error
         assert self._result is not None
         return self._result
+
+
+def stop_all(attempts: Iterable[AttemptThread[Any]], reason: str = INTERRUPTED) -> None:
+    """Cancel every attempt at once (each thread stops its own tree), then wait for them all."""
+    attempts = list(attempts)
+    for attempt in attempts:
+        attempt.token.cancel(reason)
+    for attempt in attempts:
+        attempt.thread.join()
 
 
 def drive_concurrently(
@@ -68,7 +81,7 @@ def drive_concurrently(
     """
     done: queue.SimpleQueue[object] = queue.SimpleQueue()
     wake_me(lambda: done.put(None))
-    running: dict[str, _Attempt[Result]] = {}
+    running: dict[str, tuple[Start, AttemptThread[Result]]] = {}
     starts: deque[Start] = deque()
 
     def take() -> None:
@@ -76,7 +89,7 @@ def drive_concurrently(
             if isinstance(action, Start):
                 starts.append(action)
             elif isinstance(action, Cancel) and action.step_id in running:
-                running[action.step_id].token.cancel(action.reason)
+                running[action.step_id][1].token.cancel(action.reason)
 
     try:
         take()
@@ -84,9 +97,10 @@ def drive_concurrently(
             while starts:
                 start = starts.popleft()
                 if controller.claim(start, "main"):
-                    attempt = _Attempt(start, run, done)
-                    running[start.step_id] = attempt
-                    track(start.step_id, attempt.token)
+                    token = CancelToken()
+                    attempt = AttemptThread(start.step_id, partial(run, start, token), token, done.put)
+                    running[start.step_id] = (start, attempt)
+                    track(start.step_id, token)
                     attempt.thread.start()
             if controller.final is not None and not running:
                 return
@@ -97,18 +111,15 @@ def drive_concurrently(
                 ended = done.get(timeout=None if due is None else max(0.0, due - clock()))
             except queue.Empty:
                 ended = None
-            if isinstance(ended, _Attempt):
-                ended.thread.join()
-                del running[ended.start.step_id]
+            if isinstance(ended, AttemptThread):
+                start = next(s for s, a in running.values() if a is ended)
+                del running[start.step_id]
                 try:
-                    report(ended.start, ended.token, ended.outcome)
+                    report(start, ended.token, ended.outcome)
                 finally:
-                    track(ended.start.step_id, None)
+                    track(start.step_id, None)
             controller.wake()
             take()
     except BaseException:
-        for attempt in running.values():
-            attempt.token.cancel(INTERRUPTED)
-        for attempt in running.values():
-            attempt.thread.join()
+        stop_all(a for _, a in running.values())
         raise

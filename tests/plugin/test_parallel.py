@@ -44,19 +44,30 @@ def test_the_plans_cap_applies_whatever_n_says(run_plan: RunPlan, pytester: pyte
     assert max_overlap(stamps(pytester.path)) == 2
 
 
-def test_without_n_max_concurrency_steps_run_at_once_in_this_one_process(
-    run_plan: RunPlan, pytester: pytest.Pytester
+@pytest.mark.parametrize(
+    ("mode", "parents"),
+    [([], 1), (["-n", "2"], 2)],
+    ids=["in-process-concurrent", "xdist-two-steps-per-worker"],
+)
+def test_max_concurrency_steps_run_at_once_without_a_process_per_step(
+    run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str], parents: int
 ) -> None:
     # each step waits until all four have started: they finish only if they run at the same time
     script = "echo $PPID > parents/{0}; until [ $(ls parents | wc -l) -ge 4 ]; do sleep 0.02; done"
     pytester.mkdir("parents")
     steps = [stamped(f"s{i}", script.format(i), timeout_sec=30) for i in range(4)]
-    result = run_plan(steps, "-v", max_concurrency=4)
+    result = run_plan(steps, "-v", *mode, max_concurrency=4)
     result.assert_outcomes(passed=4)
-    assert "[gw" not in result.stdout.str()
     assert max_overlap(stamps(pytester.path)) == 4
-    # every step's parent is the same process: pytest itself, no worker per slot
-    assert len({p.read_text() for p in (pytester.path / "parents").iterdir()}) == 1
+    # without -n every step is a child of pytest itself; with -n 2, of one of the two workers
+    assert len({p.read_text() for p in (pytester.path / "parents").iterdir()}) == parents
+
+
+def test_slots_per_worker_bounds_what_each_worker_runs(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+    steps = [stamped(f"s{i}", "sleep 0.3") for i in range(6)]
+    result = run_plan(steps, "-n", "2", "--planrun-slots-per-worker", "1", max_concurrency=4)
+    result.assert_outcomes(passed=6)
+    assert max_overlap(stamps(pytester.path)) == 2
 
 
 def test_in_process_the_plans_cap_holds(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
