@@ -130,6 +130,25 @@ def test_a_crashed_worker_fails_its_step_and_the_run_goes_on(run_plan: RunPlan, 
     assert not alive(int((pytester.path / "orphan.pid").read_text()))
 
 
+def test_every_step_of_a_crashed_worker_is_reported_crashed(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+    # one worker running two steps: the crasher kills it while the victim runs beside it
+    result = run_plan(
+        [
+            sh("victim", f"{write_pid('victim.pid')}; exec sleep 300", on_failure="skip_dependents"),
+            sh("crasher", "until [ -f victim.pid ]; do sleep 0.02; done; kill -9 $PPID", on_failure="continue"),
+            step("after", "true", depends_on=["victim"]),
+        ],
+        "-n",
+        "1",
+        "-rA",
+        max_concurrency=2,
+    )
+    result.assert_outcomes(failed=2, skipped=1)
+    out = result.stdout.str()
+    assert "step 'victim' failed: worker crashed" in out and "step 'crasher' failed: worker crashed" in out, out
+    assert not alive(int((pytester.path / "victim.pid").read_text()))
+
+
 def test_critical_path_starts_first_whatever_the_declaration_order(
     run_plan: RunPlan, pytester: pytest.Pytester
 ) -> None:
