@@ -191,3 +191,9 @@ def verdicts(result: pytest.RunResult) -> list[str]:
     """The short summary's lines (outcome, node id, reason), in a stable order."""
     lines = [line for line in result.stdout.lines if line.startswith(("PASSED", "FAILED", "SKIPPED", "XFAIL"))]
     return sorted(line.split(" - ")[0] if line.startswith("FAILED") else line for line in lines)
+
+
+def test_slots_per_worker_must_be_at_least_one(run_plan: RunPlan) -> None:
+    result = run_plan([step("a", "true")], "--planrun-slots-per-worker", "0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--planrun-slots-per-worker*must be at least 1*"])
