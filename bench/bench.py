@@ -1,6 +1,10 @@
 """Time ``pytest --plan`` against ``make -jN`` on the same DAGs, side by side (not a test).
 
-python bench/bench.py [--cases 1,2,3,4,5] [--repeat 5] [--markdown]
+python bench/bench.py [--cases 1,2,3,4,5] [--repeat 5] [--bytecode cached,none] [--mode in-process|xdist] [--markdown]
+
+Each figure is taken under two bytecode conditions: ``cached`` (Python's default: a warm
+``__pycache__``) and ``none`` (``PYTHONDONTWRITEBYTECODE=1`` with an empty ``PYTHONPYCACHEPREFIX``:
+what a fresh CI container sees, where every start compiles, and assertion-rewrites, every module).
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -91,14 +96,20 @@ def write_makefile(path: Path, steps: list[Step]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-# Python's default: bytecode is cached. With PYTHONDONTWRITEBYTECODE set, every pytest start (and
-# every xdist worker) rewrites the assertions of each plugin module again: about 0.7 s on this machine.
-CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+# Python's default: bytecode is cached. Without a cache every pytest start (and every xdist worker)
+# compiles and rewrites the assertions of each plugin module again.
+CACHED_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
 
 
-def timed(command: list[str], cwd: Path) -> float:
+def uncached_env(empty_dir: Path) -> dict[str, str]:
+    # PYTHONDONTWRITEBYTECODE alone still reads a __pycache__ left by an earlier run; the empty
+    # prefix makes every start find none, as in a fresh container
+    return {**CACHED_ENV, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(empty_dir)}
+
+
+def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-2000:]}")
@@ -116,7 +127,9 @@ def step_span(ledger: Path) -> float:
     return datetime.fromisoformat(last).timestamp() - datetime.fromisoformat(first).timestamp()
 
 
-def pytest_command(workers: int, ledger: Path | None = None) -> list[str]:
+def pytest_command(workers: int, ledger: Path | None = None, mode: str = "in-process") -> list[str]:
+    # in-process: no -n, the plan's max_concurrency steps at once in one pytest; xdist: N workers
+    workers_args = ["-n", str(workers if workers > 1 else 0)] if mode == "xdist" else []
     return [
         sys.executable,
         "-m",
@@ -127,14 +140,36 @@ def pytest_command(workers: int, ledger: Path | None = None) -> list[str]:
         "-p",
         "no:cacheprovider",
         *(["--planrun-ledger", str(ledger)] if ledger else ["--planrun-no-ledger"]),
-        "-n",
-        str(workers if workers > 1 else 0),
+        *workers_args,
     ]
+
+
+def cpu_timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
+    """CPU seconds (user + system) the command used: steadier than wall time on a busy machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    timed(command, cwd, env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+def unused_plugin_startup(root: Path, repeat: int, env: dict[str, str]) -> tuple[float, float]:
+    """Median CPU time of ``pytest --collect-only`` on a 3-test project with planrun installed but
+    not used, and with it disabled (``-p no:planrun``); the runs alternate, so load changes hit both
+    alike."""
+    project = root / "three-tests"
+    project.mkdir(exist_ok=True)
+    (project / "test_three.py").write_text("def test_a(): pass\ndef test_b(): pass\ndef test_c(): pass\n")
+    base = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+    with_plugin, without = [], []
+    for _ in range(repeat):
+        with_plugin.append(cpu_timed(base, project, env))
+        without.append(cpu_timed([*base, "-p", "no:planrun"], project, env))
+    return statistics.median(with_plugin), statistics.median(without)
 
 
 def peak_rss_mb(command: list[str], cwd: Path) -> float:
     """Peak resident memory of the controller process (the pytest we start; not its workers)."""
-    proc = psutil.Popen(command, cwd=cwd, env=CHILD_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = psutil.Popen(command, cwd=cwd, env=CACHED_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = 0
     while proc.poll() is None:
         try:
@@ -149,66 +184,79 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cases", default="1,2,3,4,5")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--bytecode", default="cached,none", help="conditions to measure: cached, none or both")
+    parser.add_argument("--mode", choices=["in-process", "xdist"], default="in-process")
+    parser.add_argument("--startup-repeat", type=int, default=11, help="runs of the unused-plugin start-up")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
-    wanted = {int(c) for c in args.cases.split(",")}
-    rows = []
+    wanted = {int(c) for c in args.cases.split(",") if c}
+    conditions = [c for c in args.bytecode.split(",") if c]
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {os.cpu_count()} CPUs", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        write_plan(root / "plan.json", [("only", "true", [])], 1)
-        # pytest's own cost to start and stop, with as many workers as a case uses
-        startups = {
-            n: min(timed(pytest_command(n, root / "ledger.db"), root) for _ in range(args.repeat))
-            for n in sorted({c.workers for c in CASES if c.number in wanted} | {1})
-        }
-        for case in CASES:
-            if case.number not in wanted:
-                continue
-            work = root / f"case{case.number}"
-            work.mkdir()
-            steps = case.steps()
-            write_plan(work / "plan.json", steps, case.workers)
-            write_makefile(work / "Makefile", steps)
-            make_times, pytest_times, spans = [], [], []
-            ledger = work / "ledger.db"  # recorded as a user's run is: the ledger is on by default
-            for _ in range(args.repeat):
-                make_times.append(timed(["make", f"-j{case.workers}", "-s", "all"], work))
-                pytest_times.append(timed(pytest_command(case.workers, ledger), work))
-                spans.append(step_span(ledger))
-            rows.append((case, len(steps), make_times, pytest_times, spans))
-            print(
-                f"case {case.number} done: make {min(make_times):.2f}s pytest {min(pytest_times):.2f}s", file=sys.stderr
-            )
-        extra = []
-        if 4 in wanted:
-            work = root / "case4"
-            collect = min(
-                timed(
-                    [
-                        sys.executable,
-                        "-m",
-                        "pytest",
-                        "--plan",
-                        "plan.json",
-                        "--collect-only",
-                        "-q",
-                        "-p",
-                        "no:cacheprovider",
-                        "--planrun-no-ledger",
-                    ],
-                    work,
-                )
-                for _ in range(max(1, args.repeat // 2))
-            )
-            extra.append(f"validate+collect of the 10,000-step plan: {collect:.2f} s (pytest start-up included)")
-            extra.append(f"controller peak memory on case 4: {peak_rss_mb(pytest_command(2), work):.0f} MB")
+        for condition in conditions:
+            empty = root / f"pycache-{condition}"
+            empty.mkdir()
+            env = CACHED_ENV if condition == "cached" else uncached_env(empty)
+            if condition == "cached":  # warm the cache first, as a user's second run finds it
+                timed([sys.executable, "-m", "pytest", "--version"], root, env)
+            print(f"\n## bytecode {condition}, mode {args.mode}")
+            measure(root / condition, wanted, args, env)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", file=sys.stderr)
+    return 0
+
+
+def measure(root: Path, wanted: set[int], args: argparse.Namespace, env: dict[str, str]) -> None:
+    root.mkdir()
+    with_plugin, without = unused_plugin_startup(root, args.startup_repeat, env)
+    print(
+        f"pytest --collect-only, 3 tests, CPU time, median of {args.startup_repeat}: "
+        f"planrun installed {with_plugin * 1000:.0f} ms, -p no:planrun {without * 1000:.0f} ms, "
+        f"difference {(with_plugin - without) * 1000:+.0f} ms"
+    )
+    rows = []
+    write_plan(root / "plan.json", [("only", "true", [])], 1)
+    # pytest's own cost to start and stop a plan, with as much concurrency as a case uses
+    startups = {}
+    for n in sorted({c.workers for c in CASES if c.number in wanted} | {1}):
+        write_plan(root / "plan.json", [("only", "true", [])], n)
+        startups[n] = min(
+            timed(pytest_command(n, root / "ledger.db", args.mode), root, env) for _ in range(args.repeat)
+        )
+    for case in CASES:
+        if case.number not in wanted:
+            continue
+        work = root / f"case{case.number}"
+        work.mkdir()
+        steps = case.steps()
+        write_plan(work / "plan.json", steps, case.workers)
+        write_makefile(work / "Makefile", steps)
+        make_times, pytest_times, spans = [], [], []
+        ledger = work / "ledger.db"  # recorded as a user's run is: the ledger is on by default
+        for _ in range(args.repeat if case.number != 4 else max(1, args.repeat // 2)):
+            make_times.append(timed(["make", f"-j{case.workers}", "-s", "all"], work, env))
+            pytest_times.append(timed(pytest_command(case.workers, ledger, args.mode), work, env))
+            spans.append(step_span(ledger))
+        rows.append((case, len(steps), make_times, pytest_times, spans))
+        print(f"case {case.number} done: make {min(make_times):.2f}s pytest {min(pytest_times):.2f}s", file=sys.stderr)
+    extra = []
+    if 4 in wanted:
+        work = root / "case4"
+        collect_only = [sys.executable, "-m", "pytest", "--plan", "plan.json", "--collect-only", "-q"]
+        collect = min(
+            timed([*collect_only, "-p", "no:cacheprovider", "--planrun-no-ledger"], work, env)
+            for _ in range(max(1, args.repeat // 2))
+        )
+        extra.append(f"validate+collect of the 10,000-step plan: {collect:.2f} s (pytest start-up included)")
+        rss = peak_rss_mb(pytest_command(2, mode=args.mode), work)
+        extra.append(f"controller peak memory on case 4: {rss:.0f} MB")
     print("pytest start-up and shutdown (1-step plan): " + ", ".join(f"N={n}: {t:.2f} s" for n, t in startups.items()))
     if args.markdown:
         print(
-            "\n| case | steps | N | make min / median | pytest --plan min / median "
+            "\n| case | steps | N | make min / median | pytest --plan min / median | ratio to make (median) "
             "| after start-up (min) | first step start to last step end (min / median) |"
         )
-        print("|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|")
     for case, count, make_times, pytest_times, spans in rows:
         after_startup = min(pytest_times) - startups[case.workers]
         cells = (
@@ -217,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             str(case.workers),
             f"{min(make_times):.2f} / {statistics.median(make_times):.2f} s",
             f"{min(pytest_times):.2f} / {statistics.median(pytest_times):.2f} s",
+            f"{statistics.median(pytest_times) / statistics.median(make_times):.2f}x",
             f"{after_startup:.2f} s",
             f"{min(spans):.2f} / {statistics.median(spans):.2f} s",
         )
@@ -226,7 +275,6 @@ def main(argv: list[str] | None = None) -> int:
             extra.append(f"case {case.number}: per-step overhead above make after start-up: {per_step:.2f} ms")
     for line in extra:
         print(line)
-    return 0
 
 
 if __name__ == "__main__":

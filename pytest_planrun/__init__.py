@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING
-
-from .core.state import Outcome
-from .plan import Plan, PlanError
 
 if TYPE_CHECKING:
     from .api import Orchestrator
+    from .core.state import Outcome
+    from .plan import Plan, PlanError
 
 __all__ = ["Orchestrator", "Outcome", "Plan", "PlanError"]
 
+# Imported on first use (PEP 562): every ``pytest`` start loads this package through the plugin's
+# entry point, and the plan model (pydantic, lark) and the API (sqlite3, psutil) are needed only
+# when a plan runs. The core and the plan model, which import this package first, stay free of I/O.
+_WHERE = {"Orchestrator": ".api", "Outcome": ".core.state", "Plan": ".plan", "PlanError": ".plan"}
+
 
 def __getattr__(name: str) -> object:
-    # The API brings in the ledger (sqlite3, subprocess); the scheduling core and the plan model,
-    # which import this package first, must stay free of I/O modules.
-    if name == "Orchestrator":
-        from .api import Orchestrator
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_planrun' has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
-        return Orchestrator
-    raise AttributeError(f"module 'pytest_planrun' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

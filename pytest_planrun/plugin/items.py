@@ -35,6 +35,8 @@ class Ticket:
 
 ticket_key = pytest.StashKey[Ticket]()
 record_key = pytest.StashKey[AttemptRecord]()
+# an attempt the concurrent driver already ran on a thread: the protocol reports its outcome
+ran_key = pytest.StashKey[Callable[[], AttemptRecord]]()
 runtime_key = pytest.StashKey["Runtime"]()
 
 
@@ -154,21 +156,28 @@ class StepItem(pytest.Item):
     def command(self) -> str:
         return display_command(self.step, self.plan.masker)
 
-    def runtest(self) -> None:
-        runtime = self.config.stash[runtime_key]
-        ticket = self.stash.get(ticket_key, None)
-        if ticket is None:  # run by a loop that is not ours (e.g. a plugin's own runtestloop)
-            ticket = Ticket(attempt=1, if_failed=Verdict.FAILED, token=CancelToken())
+    def run_attempt(self, ticket: Ticket) -> AttemptRecord:
+        """Run the attempt ``ticket`` names to its end; safe on any thread (no pytest state)."""
+        context = self.config.stash[runtime_key].context
         # a token cancelled before the attempt began gives a cancelled record without a process
-        record = execute_attempt(
+        return execute_attempt(
             self.step,
             ticket.attempt,
-            runtime.context,
+            context,
             worker=ticket.worker,
             token=ticket.token,
             on_beat=ticket.on_beat,
             beat_every=ticket.beat_every,
         )
+
+    def runtest(self) -> None:
+        ticket = self.stash.get(ticket_key, None)
+        if ticket is None:  # run by a loop that is not ours (e.g. a plugin's own runtestloop)
+            ticket = Ticket(attempt=1, if_failed=Verdict.FAILED, token=CancelToken())
+        ran = self.stash.get(ran_key, None)
+        if ran is not None:
+            del self.stash[ran_key]
+        record = ran() if ran is not None else self.run_attempt(ticket)
         self.stash[record_key] = record
         if record.state == "succeeded":
             return

@@ -8,15 +8,24 @@ The plugin is loaded in every session of every project that has it installed, so
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ..core.whatif import Assumption
 from ..ledger.directory import DEFAULT_LEDGER
-from ..plan.variables import split_var
-from .whatif import ASSUME_HELP, parse_assume
+
+if TYPE_CHECKING:
+    from ..core.whatif import Assumption
+
+# Every session of every project with planrun installed imports this module: what parses a plan's
+# values (pydantic, lark) is imported inside the parsers below, only when such an option is given.
+ASSUME_HELP = (
+    "With --collect-only: show what the run would do if STEP ended as OUTCOME "
+    "(failed, succeeded, skipped, timed_out), nothing run; repeatable"
+)
 
 PLAN_HELP = (
     "Plan to run as pytest items: a JSON file (outside the rootdir write --plan=PATH) or the name of a plan "
@@ -28,9 +37,21 @@ RUN_DIR_HELP = "Directory for attempt logs and events (default: runs/<run_id> be
 KILL_GRACE_HELP = "Seconds between SIGTERM and SIGKILL when a step's process tree is stopped (default: 3)"
 HEARTBEAT_HELP = "Seconds between heartbeats of a running step in the ledger and events.jsonl (default: 5)"
 STATUS_HELP = "Seconds without a step ending before the terminal shows what is running (default: 10)"
+SLOTS_HELP = (
+    "With -n: steps one xdist worker runs at once (default: the plan's max_concurrency divided among the workers, "
+    "so -n 2 with max_concurrency 8 runs 8 steps on 2 workers)"
+)
+
+
+def parse_assume(text: str) -> tuple[str, Assumption]:
+    from .whatif import parse_assume as parse
+
+    return parse(text)
 
 
 def parse_var(text: str) -> tuple[str, str]:
+    from ..plan.variables import split_var
+
     try:
         return split_var(text)
     except ValueError as error:
@@ -53,6 +74,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Use this run id instead of a new one (for the API)",
     )
     group.addoption("--planrun-kill-grace", metavar="SECONDS", default=None, help=KILL_GRACE_HELP)
+    group.addoption("--planrun-slots-per-worker", metavar="K", type=int, default=None, help=SLOTS_HELP)
     group.addoption(
         "--planrun-resume",
         nargs="?",
@@ -76,6 +98,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("planrun_ledger", LEDGER_HELP)
     parser.addini("planrun_kill_grace", KILL_GRACE_HELP)
+    parser.addini("planrun_slots_per_worker", SLOTS_HELP)
 
 
 def _seconds(value: str, where: str) -> float:
@@ -100,6 +123,14 @@ def _setting(config: pytest.Config, name: str, default: float, *, positive: bool
     if positive and seconds == 0:
         raise pytest.UsageError(f"{name.replace('_', ' ')}: the number of seconds must be above 0")
     return seconds
+def _count(value: str, where: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise pytest.UsageError(f"invalid number {value!r} from {where}") from None
+    if count < 1:
+        raise pytest.UsageError(f"invalid number {value!r} from {where}: must be at least 1")
+    return count
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +152,7 @@ class Settings:
     heartbeat: float = 5.0
     status_after: float = 10.0
     assume: tuple[tuple[str, Assumption], ...] = ()  # --planrun-assume: a what-if under --collect-only
+    slots_per_worker: int | None = None  # None: max_concurrency divided among the workers
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -139,6 +171,11 @@ class Settings:
         heartbeat = _setting(config, "planrun_heartbeat", 5.0, positive=True)
         status_after = _setting(config, "planrun_status_after", 10.0)
         run_dir = invocation_dir / opt.planrun_run_dir if opt.planrun_run_dir else None
+        slots = opt.planrun_slots_per_worker
+        if slots is None and config.getini("planrun_slots_per_worker"):
+            slots = _count(str(config.getini("planrun_slots_per_worker")), "ini planrun_slots_per_worker")
+        elif slots is not None:
+            slots = _count(str(slots), "--planrun-slots-per-worker")
         resume = opt.planrun_resume
         last_failed = bool(getattr(opt, "lf", False))  # absent with -p no:cacheprovider
         return cls(
@@ -155,4 +192,13 @@ class Settings:
             heartbeat=heartbeat,
             status_after=status_after,
             assume=tuple(opt.planrun_assume),
+            slots_per_worker=slots,
         )
+
+
+settings_key = pytest.StashKey[Settings]()
+undo_key = pytest.StashKey[list[Callable[[], object]]]()  # what pytest_unconfigure puts back
+
+
+def on_unconfigure(config: pytest.Config, undo: Callable[[], object]) -> None:
+    config.stash.setdefault(undo_key, []).append(undo)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,14 +18,16 @@ from ..core.state import Start, Verdict
 from ..ledger.queries import RESUMED_PREFIX, LedgerUnreadable, last_run, previous_durations, succeeded_steps
 from ..ledger.writer import LedgerRecorder
 from ..plan import LoadedPlan
+from ..run.concurrent import AttemptThread, drive_concurrently, stop_all
 from ..run.control import ControlChannel
 from ..run.observer import RunObserver
 from ..run.process import CancelToken, sweep_orphans
+from ..run.records import AttemptRecord
 from ..run.serial import drive_serially
 from ..run.step import RunContext, display_command
 from .ci_output import CiOutput
 from .controller import PlanController, StepPlace, place_for
-from .items import StepItem, Ticket, step_lines, ticket_key
+from .items import StepItem, Ticket, ran_key, step_lines, ticket_key
 from .junit import JUnitEnricher
 from .live import BeatTimer, LiveRun
 from .options import Settings
@@ -135,23 +137,21 @@ class ControllerPlugin:
         if not steps:
             return True
         controller = self.controller
-        controller.build(make_places(self.config, controller, [i.nodeid for i in steps.values()]), slots=1)
-
-        def run_step(start: Start) -> None:
-            item = steps[start.step_id]
-            token = CancelToken()
-            item.stash[ticket_key] = Ticket(
-                start.attempt, start.if_failed, token, on_beat=self.live.beat, beat_every=self.settings.heartbeat
-            )
-            controller.requests.track(start.step_id, token)
-            try:
-                item.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
-            finally:
-                controller.requests.track(start.step_id, None)
-
+        # max_concurrency steps at once in this process: steps are subprocesses, one pytest is enough
+        slots = max(p.plan.globals.max_concurrency for p in controller.plans)
+        controller.build(make_places(self.config, controller, [i.nodeid for i in steps.values()]), slots=slots)
         try:
-            # sleeping until a retry is due, a cancel request ends the sleep early
-            drive_serially(controller, run_step, sleep=controller.requests.wait)
+            if slots == 1:
+                run_step = partial(_run_step, controller, steps, self.live, self.settings.heartbeat)
+                drive_serially(controller, run_step, sleep=controller.requests.wait)
+            else:
+                drive_concurrently(
+                    controller,
+                    partial(_attempt_on_thread, steps),
+                    partial(_report_step, steps),
+                    track=controller.requests.track,
+                    wake_me=partial(setattr, controller, "on_new_actions"),
+                )
         except KeyboardInterrupt:
             controller.interrupt("cancelled: interrupted")
             raise
@@ -185,6 +185,34 @@ class ControllerPlugin:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         self.summary.write(terminalreporter)
+
+
+def _run_step(
+    controller: PlanController, steps: dict[str, StepItem], live: LiveRun, beat_every: float, start: Start
+) -> None:
+    """One step, start to report, on this thread (a serial run; its runner's wait loop beats)."""
+    item = steps[start.step_id]
+    token = CancelToken()
+    item.stash[ticket_key] = Ticket(start.attempt, start.if_failed, token, on_beat=live.beat, beat_every=beat_every)
+    controller.requests.track(start.step_id, token)
+    try:
+        item.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
+    finally:
+        controller.requests.track(start.step_id, None)
+
+
+def _attempt_on_thread(steps: dict[str, StepItem], start: Start, token: CancelToken) -> AttemptRecord:
+    return steps[start.step_id].run_attempt(Ticket(start.attempt, start.if_failed, token))
+
+
+def _report_step(
+    steps: dict[str, StepItem], start: Start, token: CancelToken, outcome: Callable[[], AttemptRecord]
+) -> None:
+    """The pytest protocol of a step whose attempt already ended on the concurrent driver's thread."""
+    item = steps[start.step_id]
+    item.stash[ticket_key] = Ticket(start.attempt, start.if_failed, token)
+    item.stash[ran_key] = outcome
+    item.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
 
 
 def _ledger_recorder(settings: Settings, context: RunContext) -> RunObserver | None:
@@ -237,7 +265,8 @@ def _done_before(settings: Settings, plans: list[LoadedPlan]) -> tuple[dict[str,
 
 
 class WorkerLoop:
-    """Replaces xdist's worker loop: run each step the moment it arrives, and cancel on request."""
+    """Replaces xdist's worker loop: start each step the moment it arrives (several at once, each
+    supervised by a thread), report it when its process ends, and cancel on request."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
@@ -264,12 +293,29 @@ class WorkerLoop:
         channel.take_over(
             self._on_run, self._on_cancel, lambda index: self.jobs.put({"index": index}), lambda: self.jobs.put(None)
         )
-        while (job := self.jobs.get()) is not None:
-            index = job["index"]
-            item = session.items[index]
-            if isinstance(item, StepItem) and "token" in job:
-                item.stash[ticket_key] = Ticket(job["attempt"], Verdict(job["if_failed"]), job["token"], self.workerid)
-            channel.run(index, partial(self.config.hook.pytest_runtest_protocol, item=item, nextitem=None))
-            if session.shouldfail or session.shouldstop:
-                break
+        running: dict[int, AttemptThread[AttemptRecord]] = {}
+        try:
+            while (job := self.jobs.get()) is not None:
+                index = job["index"]
+                item = session.items[index]
+                if not isinstance(item, StepItem) or "token" not in job:  # an ordinary test
+                    channel.run(index, partial(self.config.hook.pytest_runtest_protocol, item=item, nextitem=None))
+                elif "ended" not in job:  # a step to start: its attempt runs on a thread
+                    ticket = Ticket(job["attempt"], Verdict(job["if_failed"]), job["token"], self.workerid)
+                    item.stash[ticket_key] = ticket
+                    running[index] = attempt = AttemptThread(
+                        item.step.id, partial(item.run_attempt, ticket), ticket.token, partial(self._ended, job)
+                    )
+                    attempt.thread.start()
+                else:  # its process ended: the item's protocol reports it
+                    item.stash[ran_key] = running.pop(index).outcome
+                    channel.run(index, partial(self.config.hook.pytest_runtest_protocol, item=item, nextitem=None))
+                    self.tokens.pop(item.step.id, None)
+                if (session.shouldfail or session.shouldstop) and not running:
+                    break  # (steps still running are cancelled by the controller, and reported)
+        finally:
+            stop_all(running.values())  # Ctrl-C, or a stop: nothing this worker started outlives it
         return True
+
+    def _ended(self, job: dict[str, Any], attempt: object) -> None:
+        self.jobs.put({**job, "ended": True})

@@ -10,11 +10,6 @@ from ..core.whatif import Assumption, parse_assumption, unknown_steps, what_if
 from ..plan import LoadedPlan
 from ..plan.rules import plan_rules, plan_variables
 
-ASSUME_HELP = (
-    "With --collect-only: show what the run would do if STEP ended as OUTCOME "
-    "(failed, succeeded, skipped, timed_out), nothing run; repeatable"
-)
-
 
 def parse_assume(text: str) -> tuple[str, Assumption]:
     """``--planrun-assume STEP=OUTCOME`` -> (STEP, OUTCOME)."""

@@ -28,11 +28,18 @@ class XdistHooks:
         plugin = config.pluginmanager.get_plugin("planrun-controller")
         if plugin is None:
             return None
+        from .options import settings_key
         from .session import make_places
         from .xdist_scheduler import DagScheduling
+        from .xdist_seam import worker_count
 
         controller = plugin.controller
         cap = max(p.plan.globals.max_concurrency for p in controller.plans)
-        scheduler = DagScheduling(config, controller, lambda nodeids: make_places(config, controller, nodeids), cap)
+        # -n says how many pytest processes, max_concurrency how many steps at once: each worker
+        # takes its share of the cap unless --planrun-slots-per-worker says otherwise
+        per_worker = config.stash[settings_key].slots_per_worker or -(-cap // worker_count(config))
+        scheduler = DagScheduling(
+            config, controller, lambda nodeids: make_places(config, controller, nodeids), cap, per_worker
+        )
         plugin.scheduler = scheduler
         return scheduler

@@ -18,7 +18,7 @@ import pytest
 from ..core.state import Cancel, Start, Wait
 from .controller import PlanController
 from .report import assumed_lines
-from .xdist_seam import ControllerLoop, send_cancel, send_step
+from .xdist_seam import ControllerLoop, report_crashed, send_cancel, send_step
 
 if TYPE_CHECKING:
     from xdist.workermanage import WorkerController
@@ -27,17 +27,22 @@ log = logging.getLogger(__name__)
 
 
 class DagScheduling:
-    """One step per worker at a time; dependencies, retries, skips and cancels decided by the core."""
+    """Up to ``per_worker`` steps on each worker at a time (a worker supervises their processes on
+    threads); dependencies, retries, skips and cancels decided by the core."""
 
-    def __init__(self, config: pytest.Config, controller: PlanController, build_places: Any, cap: int) -> None:
+    def __init__(
+        self, config: pytest.Config, controller: PlanController, build_places: Any, cap: int, per_worker: int = 1
+    ) -> None:
         self.config = config
         self.controller = controller
         self._build_places = build_places
         self._cap = cap  # the plan's max_concurrency
+        self._per_worker = per_worker
         self._nodes: list[WorkerController] = []
         self._collections: dict[WorkerController, list[str]] = {}
-        self._idle: deque[WorkerController] = deque()
-        self._running: dict[WorkerController, tuple[int, str | None]] = {}
+        self._ready: list[WorkerController] = []  # workers taking part in the run
+        # what each worker runs: item index -> step id (None: an ordinary test)
+        self._running: dict[WorkerController, dict[int, str | None]] = {}
         # Items whose call phase has reported: the worker takes its next step while it tears them down.
         self._released: dict[WorkerController, list[int]] = {}
         self._starts: deque[Start] = deque()
@@ -69,7 +74,7 @@ class DagScheduling:
         if not self.collection_is_completed or not self._started:
             return False
         core_done = self.controller.core is None or self.controller.final is not None
-        return core_done and not self._running and not self._plain and not self._starts
+        return core_done and not any(self._running.values()) and not self._plain and not self._starts
 
     @property
     def has_pending(self) -> bool:
@@ -87,7 +92,7 @@ class DagScheduling:
             )
         self._collections[node] = list(collection)
         if self._started:  # a worker that replaces a crashed one
-            self._idle.append(node)
+            self._ready.append(node)
             self.controller.set_slots(self._slots())
             self._dispatch()
 
@@ -96,43 +101,40 @@ class DagScheduling:
         if released and item_index in released:
             released.remove(item_index)
             return
-        self._running.pop(node, None)
-        self._free(node)
+        self._running.get(node, {}).pop(item_index, None)
+        self._dispatch()
 
     def call_reported(self, node: WorkerController, nodeid: str) -> None:
         """A step's call phase ended on ``node``: its process is gone, so the worker is free for the
         next step now — its teardown and the completion notice would only add a round trip."""
-        running = self._running.get(node)
-        if running is None or running[1] is None or self._nodeids[running[0]] != nodeid:
+        running = self._running.get(node, {})
+        index = self._index.get(nodeid)
+        if index is None or running.get(index) is None:
             return
-        del self._running[node]
-        self._released.setdefault(node, []).append(running[0])
-        self._free(node)
-
-    def _free(self, node: WorkerController) -> None:
-        if node in self._nodes:
-            self._idle.append(node)
+        del running[index]
+        self._released.setdefault(node, []).append(index)
         self._dispatch()
 
     def mark_test_pending(self, item: str) -> None:
         raise NotImplementedError("planrun's scheduler does not take tests back from workers")
 
     def remove_pending_tests_from_node(self, node: WorkerController, indices: Sequence[int]) -> None:
-        raise NotImplementedError("planrun's scheduler never queues more than one test per worker")
+        raise NotImplementedError("planrun's scheduler never queues tests on a worker")
 
     def remove_node(self, node: WorkerController) -> str | None:
-        """A worker went away; return the node id it was running (xdist reports it as crashed)."""
+        """A worker went away; return a node id it was running (xdist reports it as crashed) after
+        reporting the others it ran at the same time as crashed too."""
         self._nodes.remove(node)
         self._collections.pop(node, None)
         self._released.pop(node, None)
-        if node in self._idle:
-            self._idle.remove(node)
-        running = self._running.pop(node, None)
+        if node in self._ready:
+            self._ready.remove(node)
+        lost = [self._nodeids[index] for index in self._running.pop(node, {})]
         if self._started and self._nodes:
             self.controller.set_slots(self._slots())
-        if running is None:
-            return None
-        return self._nodeids[running[0]]
+        for nodeid in lost[1:]:
+            report_crashed(self.config, nodeid, node)
+        return lost[0] if lost else None
 
     def schedule(self) -> None:
         """Collection is complete on every worker: begin the run."""
@@ -145,7 +147,7 @@ class DagScheduling:
         places = self._build_places(collection)
         step_nodeids = {place.nodeid for place in places.values()}
         self._plain.extend(i for i, nodeid in enumerate(collection) if nodeid not in step_nodeids)
-        self._idle.extend(self._nodes)
+        self._ready.extend(self._nodes)
         if places:
             self.controller.build(places, slots=self._slots())
             # what a serial run's header says after collection; the controller of an xdist run
@@ -159,7 +161,7 @@ class DagScheduling:
     # -- internals ------------------------------------------------------------------------------
 
     def _slots(self) -> int:
-        return max(1, min(self._cap, len(self._nodes)))
+        return max(1, min(self._cap, len(self._nodes) * self._per_worker))
 
     def _post_wake(self) -> None:
         with self._lock:
@@ -187,26 +189,32 @@ class DagScheduling:
                 timer.start()
                 self._timers.append(timer)
         stopping = self.controller.stop_reason() is not None
-        while self._idle and (self._starts or (self._plain and not stopping)):
+        while (self._starts or (self._plain and not stopping)) and (node := self._least_busy()) is not None:
             if self._starts:
                 start = self._starts.popleft()
-                node = self._idle[0]
                 if not self.controller.claim(start, node.gateway.id):
                     continue  # a cancel overtook it: it never runs
-                self._idle.popleft()
                 index = self._index[self.controller.places[start.step_id].nodeid]
-                self._running[node] = (index, start.step_id)
+                self._running.setdefault(node, {})[index] = start.step_id
                 send_step(node, index, start.step_id, start.attempt, start.if_failed.value)
             else:
-                node = self._idle.popleft()
                 index = self._plain.popleft()
-                self._running[node] = (index, None)
+                self._running.setdefault(node, {})[index] = None
                 node.send_runtest_some([index])
 
+    def _least_busy(self) -> WorkerController | None:
+        """The worker with the most free slots (spreading steps over workers first), or None."""
+        best, free = None, 0
+        for node in self._ready:
+            left = self._per_worker - len(self._running.get(node, {}))
+            if left > free:
+                best, free = node, left
+        return best
+
     def _cancel_running(self, action: Cancel) -> None:
-        for node, (_, step_id) in self._running.items():
-            if step_id == action.step_id:
-                send_cancel(node, step_id, action.reason)
+        for node, running in self._running.items():
+            if action.step_id in running.values():
+                send_cancel(node, action.step_id, action.reason)
                 return
 
     def shutdown(self) -> None:

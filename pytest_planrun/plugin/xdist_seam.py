@@ -56,17 +56,6 @@ def check_versions(config: pytest.Config) -> None:
         raise pytest.UsageError(*problems)
 
 
-def default_workers(config: pytest.Config, workers: int) -> None:
-    """Without ``-n``, the plan's ``max_concurrency`` sets the number of workers. xdist has no hook
-    for this; it mirrors xdist 3.8 plugin.py ``pytest_cmdline_main``, which turns ``-n`` into
-    ``--dist``/``--tx`` the same way (and runs after this)."""
-    option = config.option
-    option.numprocesses = workers
-    if option.dist == "no":
-        option.dist = "load"
-    option.tx = ["popen"] * workers
-
-
 # -- the controller's side ---------------------------------------------------------------------
 
 
@@ -96,6 +85,13 @@ def loop_poster(config: pytest.Config, name: str, handler: Callable[[], None]) -
     return lambda: dsession.queue.put((name, {}))
 
 
+def worker_count(config: pytest.Config) -> int:
+    """How many workers xdist starts: xdist 3.8 plugin.py turns ``-n`` into ``numprocesses`` and one
+    ``--tx`` spec per worker."""
+    option = config.option
+    return max(1, int(getattr(option, "numprocesses", None) or len(getattr(option, "tx", None) or ()) or 1))
+
+
 def stop_requested(config: pytest.Config) -> str | None:
     """Why xdist's controller loop is stopping (``-x``, a worker's KeyboardInterrupt), or None:
     xdist 3.8 dsession.py keeps it in ``DSession.shouldstop``, not in the session."""
@@ -113,6 +109,14 @@ def worker_id(report: pytest.TestReport) -> str:
     """The id of the worker a report came from ("gw0"), or "?"."""
     node = report_node(report)
     return str(node.gateway.id) if node is not None else "?"
+
+
+def report_crashed(config: pytest.Config, nodeid: str, node: WorkerController) -> None:
+    """Report ``nodeid`` as crashed with its worker, as xdist 3.8 dsession.py ``handle_crashitem``
+    does for the one item ``remove_node`` returns; a worker running several steps loses them all."""
+    dsession = config.pluginmanager.getplugin("dsession")
+    if dsession is not None:
+        dsession.handle_crashitem(nodeid, node)
 
 
 def send_step(node: WorkerController, index: int, step_id: str, attempt: int, if_failed: str) -> None:

@@ -45,9 +45,11 @@ def live_run(db: Path) -> str:
     return str(runs[0]["run_id"])
 
 
-@pytest.mark.parametrize("mode", [[], ["-n", "2"]], ids=["serial", "xdist"])
+@pytest.mark.parametrize(
+    ("mode", "cap"), [([], 1), ([], 2), (["-n", "2"], 2)], ids=["serial", "in-process-concurrent", "xdist"]
+)
 def test_cancel_one_step_of_a_live_run(
-    pytester: pytest.Pytester, start_run: Callable[..., subprocess.Popen[str]], mode: list[str]
+    pytester: pytest.Pytester, start_run: Callable[..., subprocess.Popen[str]], mode: list[str], cap: int
 ) -> None:
     root = pytester.path
     proc = start_run(
@@ -59,7 +61,7 @@ def test_cancel_one_step_of_a_live_run(
             sh("later", "touch later.ran", depends_on=["slow"]),
         ],
         *mode,
-        max_concurrency=2 if mode else 1,
+        max_concurrency=cap,
     )
     db = root / ".ledger" / "framework.db"
     run_id = live_run(db)
@@ -67,7 +69,7 @@ def test_cancel_one_step_of_a_live_run(
     assert planrun(["cancel", run_id, "long", "--ledger", str(db)]) == 0
     assert planrun(["cancel", run_id, "later", "--ledger", str(db)]) == 0  # not started yet
     eventually(lambda: not alive(pid), "the cancelled step's process to end", timeout=30)
-    if mode:  # both branches run at once: `later` is cancelled while `slow` still runs
+    if cap > 1:  # both branches run at once: `later` is cancelled while `slow` still runs
         eventually(lambda: any(r["step_id"] == "later" for r in queries.get_run_steps(db, run_id)), "later's verdict")
     (root / "go").touch()
     output = proc.communicate(timeout=120)[0]

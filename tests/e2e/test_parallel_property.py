@@ -1,4 +1,4 @@
-"""Random plans run for real with xdist, checked against the reference model (tests/reference_model.py)."""
+"""Random plans run for real (xdist, or steps at once in one process), checked against the reference model."""
 
 from __future__ import annotations
 
@@ -75,10 +75,11 @@ EVERY_RULE = [
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@example(plan=(EVERY_RULE, 2, 1), durations=["0"] * 7)
-@given(random_plans(), st.lists(st.sampled_from(["0", "0.05", "0.2"]), min_size=7, max_size=7))
+@example(plan=(EVERY_RULE, 2, 1), durations=["0"] * 7, in_process=False)
+@example(plan=(EVERY_RULE, 2, 2), durations=["0"] * 7, in_process=True)
+@given(random_plans(), st.lists(st.sampled_from(["0", "0.05", "0.2"]), min_size=7, max_size=7), st.booleans())
 def test_random_plans_run_in_parallel_like_the_reference(
-    pytester: pytest.Pytester, plan: tuple[list[ModelStep], int, int], durations: list[str]
+    pytester: pytest.Pytester, plan: tuple[list[ModelStep], int, int], durations: list[str], in_process: bool
 ) -> None:
     steps, workers, cap = plan
     for leftover in ("stamps", ".ledger"):
@@ -87,7 +88,9 @@ def test_random_plans_run_in_parallel_like_the_reference(
         count.unlink()
     doc = plan_doc([plan_step(s, d) for s, d in zip(steps, durations, strict=False)], max_concurrency=cap)
     (pytester.path / "plan.json").write_text(json.dumps(doc))
-    result = pytester.runpytest_subprocess("--plan", "plan.json", "-n", str(workers), "-v")
+    # in one process the plan's cap alone says how many steps run at once
+    mode = [] if in_process else ["-n", str(workers)]
+    result = pytester.runpytest_subprocess("--plan", "plan.json", *mode, "-v")
     rows, events = ledger_of(Path(pytester.path))
     last = {row["step_id"]: row for row in rows}  # a step's last attempt carries its verdict
     # the order steps ended in, which decides what an abort catches (one step at a time here)

@@ -16,17 +16,20 @@ from pytest_planrun.ledger import queries
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-@pytest.mark.parametrize("mode", [[], ["-n", "2"]], ids=["serial", "xdist"])
+@pytest.mark.parametrize(
+    ("mode", "cap"), [([], 1), ([], 2), (["-n", "2"], 1)], ids=["serial", "in-process-concurrent", "xdist"]
+)
 def test_interrupt_kills_the_running_tree(
     pytester: pytest.Pytester,
     write_plan: Callable[..., Path],
     request: pytest.FixtureRequest,
     sig: signal.Signals,
     mode: list[str],
+    cap: int,
 ) -> None:
     grandchild = f"sh -c '{write_pid('grandchild.pid')}; exec sleep 300'"
     script = f"{grandchild} & {write_pid('child.pid', '$!')}; wait"
-    write_plan([sh("long", script), sh("after", "touch after.ran", depends_on=["long"])])
+    write_plan([sh("long", script), sh("after", "touch after.ran", depends_on=["long"])], max_concurrency=cap)
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "--plan", "plan.json", "-p", "no:cacheprovider", *mode],
         cwd=pytester.path,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,45 @@ def test_a_project_may_define_resume_and_ledger_itself(pytester: pytest.Pytester
     )
     again.assert_outcomes(passed=2, skipped=1)  # the project's test, b; a succeeded in the first run
     again.stdout.fnmatch_lines(["SKIPPED [[]1[]] plan.json:*: succeeded in run *"])
+
+
+HEAVY = ("pydantic", "lark", "psutil", "filelock", "sqlite3", "pytest_planrun.plan", "pytest_planrun.run.process")
+REPORT_MODULES = f"""
+import sys
+
+def pytest_sessionfinish(session):
+    loaded = [m for m in {HEAVY!r} if m in sys.modules]
+    print("\\nheavy modules:", ",".join(loaded) or "-")
+"""
+
+
+def heavy_modules(result: pytest.RunResult) -> set[str]:
+    (line,) = [line for line in result.outlines if line.startswith("heavy modules:")]
+    return set(line.split(":", 1)[1].strip().split(",")) - {"-"}
+
+
+def test_importing_the_entry_point_loads_no_heavy_module(pytester: pytest.Pytester) -> None:
+    code = f"import sys, pytest_planrun.plugin.hooks; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    result = pytester.run(sys.executable, "-c", code)
+    assert result.ret == 0
+    assert result.outlines[-1] == "[]"
+
+
+def test_the_public_api_is_there_on_first_use(pytester: pytest.Pytester) -> None:
+    code = "import pytest_planrun as p; print(*(getattr(p, name).__name__ for name in p.__all__))"
+    result = pytester.run(sys.executable, "-c", code)
+    assert result.outlines[-1] == "Orchestrator Outcome Plan PlanError"
+
+
+def test_a_session_without_a_plan_loads_no_more_than_one_without_planrun(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(REPORT_MODULES)
+    pytester.makepyfile("def test_a(): pass\ndef test_b(): pass\ndef test_c(): pass")
+    without = heavy_modules(pytester.runpytest_subprocess("-s", "--collect-only", "-p", "no:planrun"))
+    with_planrun = heavy_modules(pytester.runpytest_subprocess("-s", "--collect-only"))
+    assert with_planrun - without == set()
+    # the same probe sees them when a plan runs: it can tell
+    write_plan(pytester, step("a", "true"))
+    planned = heavy_modules(
+        pytester.runpytest_subprocess("-s", "--plan", "plan.json", "--planrun-no-ledger", "-p", "no:xdist")
+    )
+    assert {"pydantic", "psutil", "pytest_planrun.plan"} <= planned - without

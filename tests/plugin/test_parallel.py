@@ -44,10 +44,35 @@ def test_the_plans_cap_applies_whatever_n_says(run_plan: RunPlan, pytester: pyte
     assert max_overlap(stamps(pytester.path)) == 2
 
 
-def test_without_n_the_plan_decides_the_workers(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
-    result = run_plan([stamped(f"s{i}", "sleep 0.5") for i in range(2)], "-v", max_concurrency=2)
-    result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["*[gw*PASSED*"])
+@pytest.mark.parametrize(
+    ("mode", "parents"),
+    [([], 1), (["-n", "2"], 2)],
+    ids=["in-process-concurrent", "xdist-two-steps-per-worker"],
+)
+def test_max_concurrency_steps_run_at_once_without_a_process_per_step(
+    run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str], parents: int
+) -> None:
+    # each step waits until all four have started: they finish only if they run at the same time
+    script = "echo $PPID > parents/{0}; until [ $(ls parents | wc -l) -ge 4 ]; do sleep 0.02; done"
+    pytester.mkdir("parents")
+    steps = [stamped(f"s{i}", script.format(i), timeout_sec=30) for i in range(4)]
+    result = run_plan(steps, "-v", *mode, max_concurrency=4)
+    result.assert_outcomes(passed=4)
+    assert max_overlap(stamps(pytester.path)) == 4
+    # without -n every step is a child of pytest itself; with -n 2, of one of the two workers
+    assert len({p.read_text() for p in (pytester.path / "parents").iterdir()}) == parents
+
+
+def test_slots_per_worker_bounds_what_each_worker_runs(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+    steps = [stamped(f"s{i}", "sleep 0.3") for i in range(6)]
+    result = run_plan(steps, "-n", "2", "--planrun-slots-per-worker", "1", max_concurrency=4)
+    result.assert_outcomes(passed=6)
+    assert max_overlap(stamps(pytester.path)) == 2
+
+
+def test_in_process_the_plans_cap_holds(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+    result = run_plan([stamped(f"s{i}", "sleep 0.3") for i in range(6)], max_concurrency=2)
+    result.assert_outcomes(passed=6)
     assert max_overlap(stamps(pytester.path)) == 2
 
 
@@ -57,21 +82,23 @@ def test_max_concurrency_one_stays_in_process(run_plan: RunPlan) -> None:
     assert "[gw" not in result.stdout.str()
 
 
-def test_abort_cancels_a_step_running_on_another_worker(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("mode", [[], ["-n", "2"]], ids=["in-process-concurrent", "xdist"])
+def test_abort_cancels_a_step_running_on_another_worker(
+    run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]
+) -> None:
     result = run_plan(
         [
             sh("slow", f"{write_pid('slow.pid')}; exec sleep 120"),
             sh("bad", "until [ -f slow.pid ]; do sleep 0.02; done; exit 1"),  # fails once slow is running
             step("later", "true", depends_on=["bad", "slow"]),
         ],
-        "-n",
-        "2",
+        *mode,
         "-v",
         "-rs",
         max_concurrency=2,
     )
     result.assert_outcomes(failed=1, skipped=2)
-    result.stdout.fnmatch_lines(["*SKIPPED plan.json::slow*"])
+    assert [line for line in result.stdout.lines if "plan.json::slow" in line and "SKIPPED" in line]
     assert result.stdout.str().count("SKIPPED [1] plan.json:") == 2
     assert result.stdout.str().count("cancelled: 'bad' failed (abort)") >= 2
     assert not alive(int((pytester.path / "slow.pid").read_text()))
@@ -103,6 +130,25 @@ def test_a_crashed_worker_fails_its_step_and_the_run_goes_on(run_plan: RunPlan, 
     assert not alive(int((pytester.path / "orphan.pid").read_text()))
 
 
+def test_every_step_of_a_crashed_worker_is_reported_crashed(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+    # one worker running two steps: the crasher kills it while the victim runs beside it
+    result = run_plan(
+        [
+            sh("victim", f"{write_pid('victim.pid')}; exec sleep 300", on_failure="skip_dependents"),
+            sh("crasher", "until [ -f victim.pid ]; do sleep 0.02; done; kill -9 $PPID", on_failure="continue"),
+            step("after", "true", depends_on=["victim"]),
+        ],
+        "-n",
+        "1",
+        "-rA",
+        max_concurrency=2,
+    )
+    result.assert_outcomes(failed=2, skipped=1)
+    out = result.stdout.str()
+    assert "step 'victim' failed: worker crashed" in out and "step 'crasher' failed: worker crashed" in out, out
+    assert not alive(int((pytester.path / "victim.pid").read_text()))
+
+
 def test_critical_path_starts_first_whatever_the_declaration_order(
     run_plan: RunPlan, pytester: pytest.Pytester
 ) -> None:
@@ -122,8 +168,11 @@ def test_critical_path_starts_first_whatever_the_declaration_order(
         assert [s for kind, s in order[ended:started] if kind == "step_started"] == [], order[ended:started]
 
 
+@pytest.mark.parametrize("parallel_mode", [["-n", "2"], []], ids=["xdist", "in-process-concurrent"])
 @pytest.mark.parametrize("policy", ["abort", "skip_dependents", "continue"])
-def test_serial_and_parallel_give_the_same_outcomes_and_reasons(run_plan: RunPlan, policy: str) -> None:
+def test_serial_and_parallel_give_the_same_outcomes_and_reasons(
+    run_plan: RunPlan, policy: str, parallel_mode: list[str]
+) -> None:
     steps = [
         sh("a", "exit 1", on_failure=policy),
         step("b", "true", depends_on=["a"]),
@@ -132,7 +181,7 @@ def test_serial_and_parallel_give_the_same_outcomes_and_reasons(run_plan: RunPla
         step("e", "true", depends_on=["d"]),
     ]
     serial = run_plan(steps, "-rA")
-    parallel = run_plan(steps, "-rA", "-n", "2")
+    parallel = run_plan(steps, "-rA", *parallel_mode, max_concurrency=2)
     assert serial.parseoutcomes() == parallel.parseoutcomes()
     assert verdicts(serial) == verdicts(parallel)
     assert len(verdicts(serial)) == 5
@@ -142,3 +191,9 @@ def verdicts(result: pytest.RunResult) -> list[str]:
     """The short summary's lines (outcome, node id, reason), in a stable order."""
     lines = [line for line in result.stdout.lines if line.startswith(("PASSED", "FAILED", "SKIPPED", "XFAIL"))]
     return sorted(line.split(" - ")[0] if line.startswith("FAILED") else line for line in lines)
+
+
+def test_slots_per_worker_must_be_at_least_one(run_plan: RunPlan) -> None:
+    result = run_plan([step("a", "true")], "--planrun-slots-per-worker", "0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--planrun-slots-per-worker*must be at least 1*"])

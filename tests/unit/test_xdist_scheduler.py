@@ -69,7 +69,9 @@ class FakeConfig:
         return None
 
 
-def make_scheduler(tmp_path: Path, steps: list[dict[str, Any]], cap: int) -> tuple[DagScheduling, PlanController]:
+def make_scheduler(
+    tmp_path: Path, steps: list[dict[str, Any]], cap: int, per_worker: int = 1
+) -> tuple[DagScheduling, PlanController]:
     import json
 
     path = tmp_path / "plan.json"
@@ -89,7 +91,7 @@ def make_scheduler(tmp_path: Path, steps: list[dict[str, Any]], cap: int) -> tup
             for n in nodeids
         }
 
-    return DagScheduling(config, controller, places, cap), controller
+    return DagScheduling(config, controller, places, cap, per_worker), controller
 
 
 def call_report(step_id: str, attempt: int, state: str) -> pytest.TestReport:
@@ -179,3 +181,18 @@ def test_a_removed_worker_returns_the_step_it_was_running(tmp_path: Path) -> Non
     sched.add_node_collection(gw0, ["plan.json::a"])
     sched.schedule()
     assert sched.remove_node(gw0) == "plan.json::a"
+
+
+def test_each_worker_takes_up_to_its_slots_spread_evenly(tmp_path: Path) -> None:
+    steps = [{"id": f"s{i}", "command": "true"} for i in range(6)]
+    sched, controller = make_scheduler(tmp_path, steps, cap=4, per_worker=3)
+    gw0, gw1 = MockNode("gw0"), MockNode("gw1")
+    for node in (gw0, gw1):
+        sched.add_node(node)
+        sched.add_node_collection(node, [f"plan.json::s{i}" for i in range(6)])
+    sched.schedule()
+    assert (len(gw0.steps), len(gw1.steps)) == (2, 2)  # the cap, spread over both workers
+    done = gw0.steps[0]
+    controller.on_report(call_report(done, 1, "succeeded"))
+    sched.mark_test_complete(gw0, int(done[1:]))
+    assert (len(gw0.steps), len(gw1.steps)) == (3, 2)  # the freed slot is refilled on gw0
