@@ -1,4 +1,7 @@
-"""pytest-planrun: run JSON plans of command steps as pytest items."""
+"""pytest-planrun: run JSON plans of command steps as pytest items.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The Python API: run a plan through pytest and read runs back from the ledger."""
+"""The Python API: run a plan through pytest and read runs back from the ledger.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The ``planrun`` command: what is not a test run (validate, graph, plans, runs, show, cancel, ...)."""
+"""The ``planrun`` command: what is not a test run (validate, graph, plans, runs, show, cancel, ...).
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

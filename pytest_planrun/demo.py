@@ -1,4 +1,7 @@
-"""``planrun demo``: the safe-merge gate against a throwaway origin and clone, to see it work."""
+"""``planrun demo``: the safe-merge gate against a throwaway origin and clone, to see it work.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -1,1 +1,4 @@
-"""What to do next: the pure scheduling core (no I/O, no pytest, no clock)."""
+"""What to do next: the pure scheduling core (no I/O, no pytest, no clock).
+
+PYTEST_DONT_REWRITE
+"""

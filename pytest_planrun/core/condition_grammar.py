@@ -1,5 +1,8 @@
 """The condition grammar and its parser: text to condition nodes, a syntax error to a ``ConditionError``
-naming the column."""
+naming the column.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

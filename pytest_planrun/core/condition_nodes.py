@@ -1,5 +1,8 @@
 """What a compiled condition is made of: the values GitHub's expressions compute, with its coercions,
-and the only nodes a condition can hold (``conditions.py`` checks them, ``condition_grammar.py`` builds them)."""
+and the only nodes a condition can hold (``conditions.py`` checks them, ``condition_grammar.py`` builds them).
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ grammar (``condition_grammar.py``) admits only literals, ``!``, ``==``, ``!=``, 
 parentheses, calls and dotted or ``['...']`` names, and the nodes (``condition_nodes.py``) know only
 the four status functions, ``steps.<id>.outcome`` and ``vars.NAME``; no ``eval``, no attribute
 access, no loops.
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

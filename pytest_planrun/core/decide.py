@@ -3,6 +3,8 @@
 Both drivers — the in-process serial runner and the xdist scheduler on the controller — feed a
 ``RunCore`` and carry out the actions it returns, so both modes skip, cancel and retry the same steps
 for the same reasons. The core never reads a clock: the time is passed in.
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

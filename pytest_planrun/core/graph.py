@@ -1,4 +1,7 @@
-"""The step graph: dependents, cycles with their path, and remaining-path lengths (all iterative)."""
+"""The step graph: dependents, cycles with their path, and remaining-path lengths (all iterative).
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 Pure: the jitter comes from a seeded ``random.Random`` the caller passes in, never the global one,
 so the same run (same seed, same events) waits the same delays.
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The vocabulary of the scheduling core: outcomes, the rules it needs of a step, and the actions it returns."""
+"""The vocabulary of the scheduling core: outcomes, the rules it needs of a step, and the actions it returns.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

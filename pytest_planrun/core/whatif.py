@@ -5,6 +5,8 @@ The core is driven as the serial runner drives it (one step at a time, in the co
 forecast is exactly what a serial run does when the assumed steps end that way and every other step
 succeeds. A parallel run can differ only where an abort lands while other steps are running: those are
 cancelled rather than finished.
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

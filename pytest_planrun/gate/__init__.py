@@ -30,6 +30,8 @@ the design (the ``state`` module):
   push succeeded, so a failed push leaves it where it was.
 After any failure the checkout is as before: same branch, same HEAD, same ``git status``; untracked
 files the tests made are left in place and reported, never deleted.
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""``python -m pytest_planrun.gate STEP``: one step of the safe-merge gate."""
+"""``python -m pytest_planrun.gate STEP``: one step of the safe-merge gate.
+
+PYTEST_DONT_REWRITE
+"""
 
 import sys
 

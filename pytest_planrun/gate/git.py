@@ -1,4 +1,7 @@
-"""The git commands the gate runs on the user's checkout, each one a function that says what it found."""
+"""The git commands the gate runs on the user's checkout, each one a function that says what it found.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

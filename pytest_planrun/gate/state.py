@@ -4,6 +4,8 @@
 keeps a second gate off the same checkout) before the gate moves anything, updated as the gate goes
 on, and removed once the checkout is back as it was or on the pushed merge. A run killed outright
 (SIGKILL) leaves it behind; the next gate's preflight sees that its owner is dead and restores.
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

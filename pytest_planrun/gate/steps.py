@@ -2,6 +2,8 @@
 
 Every step that runs after the state file exists undoes the gate's changes on its own failure path
 (``restoring``); ``cleanup`` does it for a step that could not (killed outright).
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

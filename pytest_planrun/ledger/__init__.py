@@ -1,1 +1,4 @@
-"""The run ledger: SQLite tables the seed's readers know, written by the controller only."""
+"""The run ledger: SQLite tables the seed's readers know, written by the controller only.
+
+PYTEST_DONT_REWRITE
+"""

@@ -1,5 +1,8 @@
 """The ledger's directory ignores itself, as pytest's cache directory does: a run never shows in
-``git status``."""
+``git status``.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Event names and how one event is written: a ``run_events`` row and a line of ``events.jsonl``."""
+"""Event names and how one event is written: a ``run_events`` row and a line of ``events.jsonl``.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Reading the ledger: plain dicts with the seed's keys, for the API, the CLI and the scheduler."""
+"""Reading the ledger: plain dicts with the seed's keys, for the API, the CLI and the scheduler.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

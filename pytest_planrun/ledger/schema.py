@@ -4,6 +4,8 @@ The seed's tables and columns are kept as they were, so readers written against 
 planrun's own facts are added as new columns. A skipped or cancelled step that never ran gets one
 ``step_attempts`` row with the seed state ``canceled`` and the real outcome (``skipped`` or
 ``canceled``) in the added ``outcome`` column, with its reason.
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

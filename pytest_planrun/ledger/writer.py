@@ -1,4 +1,7 @@
-"""The controller's ledger recorder: a ``RunObserver`` that writes runs, attempts and events."""
+"""The controller's ledger recorder: a ``RunObserver`` that writes runs, attempts and events.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

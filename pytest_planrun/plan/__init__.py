@@ -1,4 +1,7 @@
-"""What a plan is: the model, loading and validating plan files, variables and their masking."""
+"""What a plan is: the model, loading and validating plan files, variables and their masking.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Pydantic validation errors rewritten as problems that name the step and field in plan terms."""
+"""Pydantic validation errors rewritten as problems that name the step and field in plan terms.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

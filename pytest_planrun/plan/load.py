@@ -1,4 +1,7 @@
-"""Reading a plan file: JSON with line and column errors, the model, cross-step checks, variables."""
+"""Reading a plan file: JSON with line and column errors, the model, cross-step checks, variables.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The plan format as frozen pydantic models: every field, its type, its default and its limits."""
+"""The plan format as frozen pydantic models: every field, its type, its default and its limits.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Plans shipped inside the package, run by name: ``--plan safe-merge`` from any repository."""
+"""Plans shipped inside the package, run by name: ``--plan safe-merge`` from any repository.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

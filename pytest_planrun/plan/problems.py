@@ -1,4 +1,7 @@
-"""What is wrong with a plan: one `Problem` per finding, all raised together as a `PlanError`."""
+"""What is wrong with a plan: one `Problem` per finding, all raised together as a `PlanError`.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""A resolved step as the scheduling core sees it: the one translation real runs and what-if share."""
+"""A resolved step as the scheduling core sees it: the one translation real runs and what-if share.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Checks across steps (ids, dependencies, cycles, provided resources) on the raw JSON steps."""
+"""Checks across steps (ids, dependencies, cycles, provided resources) on the raw JSON steps.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

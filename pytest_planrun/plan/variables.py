@@ -1,4 +1,7 @@
-"""Plan variables: `${NAME}` references, where their values come from, and masking secret values."""
+"""Plan variables: `${NAME}` references, where their values come from, and masking secret values.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

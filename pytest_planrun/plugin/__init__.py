@@ -1,1 +1,4 @@
-"""Glue between pytest (and pytest-xdist) and planrun's plan, core and runner."""
+"""Glue between pytest (and pytest-xdist) and planrun's plan, core and runner.
+
+PYTEST_DONT_REWRITE
+"""

@@ -2,6 +2,8 @@
 
 Each appears only where its CI runs, detected from the variables that CI sets (``GITHUB_ACTIONS``
 with ``GITHUB_STEP_SUMMARY``; ``GITLAB_CI``). Everything in it is masked and made readable as in JUnit.
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Serial runs and xdist runs both go through this object, so both show the same outcomes and reasons.
 It lives on the process that owns the terminal and the ledger (never on an xdist worker).
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ pytest imports this module in every session of every user with planrun installed
 without ``--plan``; so it imports only what declares the options. The hooks that run a plan, and
 with them pydantic, lark, psutil, filelock and sqlite3, are registered (``plan_hooks``) only when
 a plan is given.
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

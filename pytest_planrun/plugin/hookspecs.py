@@ -2,6 +2,8 @@
 
 Both are called on the controller only (the one process of a serial run, xdist's controller
 otherwise), so an implementation sees every step of the run whatever worker ran it.
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

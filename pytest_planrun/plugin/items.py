@@ -1,4 +1,7 @@
-"""Collection: a plan file becomes a ``PlanFile`` whose children are one ``StepItem`` per step."""
+"""Collection: a plan file becomes a ``PlanFile`` whose children are one ``StepItem`` per step.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ pytest's ``--junitxml`` writer makes a testcase per protocol run, so a retried s
 per attempt, each with a Python-style report. Once pytest has written the file, this plugin replaces
 the steps' testcases with one per step (see ``junit_case``), sets the suite's counts and wall time and
 adds the run's properties. It reads and rewrites the finished file only: no pytest internals.
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Step output as dashboards can show it: readable text, bounded, secrets masked, XML-safe."""
+"""Step output as dashboards can show it: readable text, bounded, secrets masked, XML-safe.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ controller measures progress from those files: bytes so far and the time of the 
 3.8 rejects worker events it does not know (workermanage.py ``process_from_remote``), so the files
 are the channel; a beat is either the serial runner's (its poll wakes for it) or a timer's, handed
 to xdist's controller loop through the same queue as a wake (``xdist_seam.ControllerLoop``).
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 The plugin is loaded in every session of every project that has it installed, so only the design's
 ``--plan`` and ``--var`` go unprefixed: every other option is ``--planrun-NAME`` with dest
 ``planrun_NAME`` and ini key ``planrun_NAME``, leaving ``--resume`` or ``--ledger`` to a project's conftest.
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Registered by the entry point (``hooks``) only when a plan is given, so that a pytest start without
 one imports none of this.
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The terminal's view of a run: waiting steps as they happen, and a summary of retries and verdicts."""
+"""The terminal's view of a run: waiting steps as they happen, and a summary of retries and verdicts.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

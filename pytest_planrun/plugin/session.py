@@ -1,4 +1,7 @@
-"""The per-process plugin objects: the controller's (serial loop, reports, summary) and a worker's loop."""
+"""The per-process plugin objects: the controller's (serial loop, reports, summary) and a worker's loop.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""``pytest --plan PLAN --planrun-assume STEP=OUTCOME --collect-only``: the what-if table in the collection report."""
+"""``pytest --plan PLAN --planrun-assume STEP=OUTCOME --collect-only``: the what-if table in the collection report.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Hooks that exist only with pytest-xdist, registered only when it is installed (``-p no:xdist`` works)."""
+"""Hooks that exist only with pytest-xdist, registered only when it is installed (``-p no:xdist`` works).
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

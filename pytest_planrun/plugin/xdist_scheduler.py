@@ -2,6 +2,8 @@
 
 It satisfies xdist's ``Scheduling`` protocol (xdist 3.6–3.8 ``scheduler/protocol.py``); every
 decision comes from the run's ``PlanController`` (and so from the same core as serial runs).
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ xdist offers no public way to wake its controller loop, to send a worker a comma
 to run an item the moment it arrives; each use below names the upstream code it mirrors (xdist
 3.6–3.8). Outside the tested versions a plan run stops with one usage error instead of misbehaving;
 ``-p no:xdist`` runs the plan serially, through public APIs only.
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

@@ -1,1 +1,4 @@
-"""Doing it: one attempt as a process, locks, and the serial driver."""
+"""Doing it: one attempt as a process, locks, and the serial driver.
+
+PYTEST_DONT_REWRITE
+"""

@@ -4,6 +4,8 @@ Steps are subprocesses, so one pytest process can wait on several: each attempt 
 (the process, its output and its deadline are ``run_attempt``'s), and the main thread runs the
 item's pytest protocol when the attempt ends — reports, hooks and the core's decisions stay on the
 main thread, in the order the processes end.
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

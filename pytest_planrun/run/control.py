@@ -3,6 +3,8 @@
 The controller reads the FIFO on a thread that sleeps in ``read`` until a line arrives, so a
 request takes effect at once and an idle run costs nothing. Lines are ``cancel <step id>``; a
 writer's line is atomic (shorter than ``PIPE_BUF``).
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

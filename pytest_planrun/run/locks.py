@@ -2,6 +2,8 @@
 
 Within one run the scheduling core already keeps holders of a lock apart; these file locks extend
 that to other pytest runs on the same machine (two gates pushing the same repository).
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The seam between a running plan and whoever records it (terminal summary, ledger, JUnit)."""
+"""The seam between a running plan and whoever records it (terminal summary, ledger, JUnit).
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

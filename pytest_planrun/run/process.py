@@ -1,4 +1,7 @@
-"""One attempt of a step as a process: spawn, save output, wait without polling, kill the whole tree."""
+"""One attempt of a step as a process: spawn, save output, wait without polling, kill the whole tree.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 They travel from xdist workers to the controller inside test reports, so they convert to and from
 JSON-able dicts.
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

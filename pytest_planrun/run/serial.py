@@ -1,4 +1,7 @@
-"""The serial driver: carries out the core's actions one step at a time, in this process."""
+"""The serial driver: carries out the core's actions one step at a time, in this process.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""One attempt of a plan step: from the resolved step to a process spec, and back to a record."""
+"""One attempt of a plan step: from the resolved step to a process spec, and back to a record.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

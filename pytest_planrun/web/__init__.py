@@ -1,4 +1,7 @@
-"""``planrun serve``: a live web view of the ledger's runs; it reads the ledger and never writes it."""
+"""``planrun serve``: a live web view of the ledger's runs; it reads the ledger and never writes it.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The Starlette application: pages, JSON, server-sent events and the two cancel endpoints."""
+"""The Starlette application: pages, JSON, server-sent events and the two cancel endpoints.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

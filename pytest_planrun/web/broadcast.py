@@ -3,6 +3,8 @@
 A ``Feed`` asks its source every ``interval`` whether anything changed (a few ``stat`` calls), and
 only then builds one payload, in a thread, for all its subscribers. Each subscriber holds at most
 the newest payload: a slow page skips states instead of queueing them, so memory stays flat.
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Cancel buttons do exactly what ``planrun cancel RUN [STEP]`` does: they call its command."""
+"""Cancel buttons do exactly what ``planrun cancel RUN [STEP]`` does: they call its command.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 Drawn here rather than by a JavaScript library: a plan's graph is small and static while a run
 lives (only states change, which the page does by class), so a layered layout is a few lines,
 ships no third-party code, works offline and escapes its text with the rest of the page.
+
+PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations

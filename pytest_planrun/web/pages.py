@@ -1,5 +1,8 @@
 """The HTML pages. Everything from the ledger, plans and logs passes through ``escape``; the
-script and styles are static files (the Content-Security-Policy allows no inline ones)."""
+script and styles are static files (the Content-Security-Policy allows no inline ones).
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Running the web view with uvicorn on a socket bound here, so ``--port 0`` can say its port."""
+"""Running the web view with uvicorn on a socket bound here, so ``--port 0`` can say its port.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""What a page shows of the ledger, as JSON-ready dicts: the runs list and one run's live state."""
+"""What a page shows of the ledger, as JSON-ready dicts: the runs list and one run's live state.
+
+PYTEST_DONT_REWRITE
+"""
 
 from __future__ import annotations
 

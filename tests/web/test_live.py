@@ -28,10 +28,12 @@ def test_a_state_change_arrives_as_an_event_with_one_watcher_for_all_viewers(
     feeds = server.app.state.broadcaster.feeds
     assert sorted(feeds) == [f"run:{run.run_id}", "runs"] and len(feeds[f"run:{run.run_id}"].subscribers) == 3
     (run.root / "go").touch()
-    for viewer in viewers:
-        done = viewer.wait_for(lambda p: step_state(p, "gate") == "succeeded", "gate succeeded")
-        assert done["steps"][0]["log"]["stdout"] == "waiting\nthrough\n"
-    final = viewers[0].wait_for(lambda p: p["run"]["state"] == "succeeded", "the run's end")
+    seen = [viewer.wait_for(lambda p: step_state(p, "gate") == "succeeded", "gate succeeded") for viewer in viewers]
+    assert all(done["steps"][0]["log"]["stdout"] == "waiting\nthrough\n" for done in seen)
+    # the step's end and the run's end may arrive in one snapshot (a run in one process ends at once)
+    final = seen[0]
+    if final["run"]["state"] != "succeeded":
+        final = viewers[0].wait_for(lambda p: p["run"]["state"] == "succeeded", "the run's end")
     assert final["live"] is False and [e["type"] for e in final["events"]][-1] == "run_completed"
     runs_list.wait_for(lambda p: [r["state"] for r in p["runs"]] == ["succeeded"], "the list showing its end")
 
