@@ -15,9 +15,13 @@ class RunPlan(Protocol):
     def __call__(self, steps: list[dict[str, Any]], *args: str, **globals_: Any) -> pytest.RunResult: ...
 
 
-# Hypothesis's pytest plugin costs each interpreter that loads it about 0.6 s of CPU; the runs under
-# test (and each of their xdist workers) never use it, and they are most of the suite's time.
+# Hypothesis's pytest plugin costs each interpreter that loads it about 0.6 s of CPU, the report and
+# annotation plugins of the test extra about 0.2 s more; the runs under test (and each of their xdist
+# workers) never use them, and they are most of the suite's time. A test that needs one asks for
+# ``with_report_plugins``.
 INNER_ADDOPTS = "-p no:hypothesispytest"
+REPORT_PLUGINS = ("html", "metadata", "anyio", "github-actions-annotate-failures")
+INNER_ADDOPTS_LEAN = " ".join([INNER_ADDOPTS, *(f"-p no:{name}" for name in REPORT_PLUGINS)])
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +34,8 @@ def run_environment(
     if "pytester" in request.fixturenames:
         request.getfixturevalue("pytester")  # it clears PYTEST_ADDOPTS when it starts: set ours after
     monkeypatch.setenv("PLANRUN_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
-    monkeypatch.setenv("PYTEST_ADDOPTS", INNER_ADDOPTS)
+    lean = "with_report_plugins" not in request.keywords
+    monkeypatch.setenv("PYTEST_ADDOPTS", INNER_ADDOPTS_LEAN if lean else INNER_ADDOPTS)
 
 
 @pytest.fixture

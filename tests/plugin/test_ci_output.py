@@ -58,6 +58,7 @@ def test_github_job_summary(
     assert "token=***" in details and SECRET not in text and "\x1b" not in text
 
 
+@pytest.mark.with_report_plugins
 def test_github_annotations_point_at_the_step_line(
     run_plan: RunPlan, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

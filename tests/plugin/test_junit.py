@@ -248,6 +248,7 @@ def test_plain_tests_beside_a_plan_keep_their_testcases(
     assert cases[("PLAN-TEST", "a")].findtext("system-out", "").endswith("--- stdout ---\ngreen")
 
 
+@pytest.mark.with_report_plugins
 def test_html_report_and_short_summary_show_the_same_reasons(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
     result = run_with_junit(run_plan, "--html=report.html", "--self-contained-html", "-rA")
     result.stdout.fnmatch_lines(["*dependency 'rerun_fail' failed*", "*cancelled: 'fatal' failed (abort)*"])
