@@ -154,6 +154,8 @@ class ControllerPlugin:
                     partial(_report_step, steps),
                     track=controller.requests.track,
                     wake_me=partial(setattr, controller, "on_new_actions"),
+                    beat=self.live.beat,
+                    beat_every=self.settings.heartbeat,
                 )
         except KeyboardInterrupt:
             controller.interrupt("cancelled: interrupted")

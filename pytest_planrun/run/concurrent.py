@@ -71,12 +71,15 @@ def drive_concurrently(
     track: Callable[[str, CancelToken | None], None],
     wake_me: Callable[[Callable[[], None]], None],
     clock: Callable[[], float] = time.monotonic,
+    beat: Callable[[], None] | None = None,
+    beat_every: float = 5.0,
 ) -> None:
     """Run the plan to its end with every start the core gives running at once (the core keeps
     them within its slots): ``run(start, token)`` on a thread, then ``report(start, token, outcome)``
     on this one (``outcome()`` returns the result or raises what ``run`` raised). ``track`` makes
     an attempt's token known to cancel requests; ``wake_me(callback)`` registers what ends the wait
-    when a request arrives from another thread.
+    when a request arrives from another thread. ``beat()`` is called on this thread every
+    ``beat_every`` seconds while attempts run (heartbeats and the status line write from here only).
 
     A ``BaseException`` here (Ctrl-C, SIGTERM) cancels every running attempt at once — each thread
     then stops its process tree — and waits for them before it propagates.
@@ -85,6 +88,7 @@ def drive_concurrently(
     wake_me(lambda: done.put(None))
     running: dict[str, tuple[Start, AttemptThread[Result]]] = {}
     starts: deque[Start] = deque()
+    next_beat = clock() + beat_every
 
     def take() -> None:
         for action in controller.take_actions():
@@ -109,10 +113,16 @@ def drive_concurrently(
             due = controller.next_wake()
             if due is None and not running:
                 raise RuntimeError("the run is not finished but nothing is running or waiting")
+            if beat is not None and running:
+                due = next_beat if due is None else min(due, next_beat)
             try:
                 ended = done.get(timeout=None if due is None else max(0.0, due - clock()))
             except queue.Empty:
                 ended = None
+            if beat is not None and clock() >= next_beat:
+                next_beat = clock() + beat_every
+                if running:
+                    beat()
             if isinstance(ended, AttemptThread):
                 start = next(s for s, a in running.values() if a is ended)
                 del running[start.step_id]

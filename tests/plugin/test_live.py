@@ -163,3 +163,19 @@ def test_on_a_tty_the_line_is_rewritten_in_place(
     drawn = text.count("\rplanrun: running waiting (")
     assert drawn >= 2, text  # one line, drawn again in place at each beat
     assert "\r\x1b[K" in text  # and wiped when the step ended
+
+
+def test_several_steps_in_one_process_beat_and_show_what_runs(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+    # max_concurrency 2 without -n: both steps run at once in this one pytest process (threads)
+    steps = [sh("waiting", f"echo hello; {until_heartbeats(6)}"), sh("other", f"echo hi; {until_heartbeats(6)}")]
+    result = run_plan(
+        steps, "--planrun-heartbeat", "0.2", "--planrun-status-after", "0.5", "-p", "no:xdist", max_concurrency=2
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["planrun: running *waiting*"])
+    _, events = ledger_of(pytester.path)
+    beats = {e["data"]["step_id"] for e in events if e["event_type"] == "step_heartbeat"}
+    assert beats == {"waiting", "other"}
+    kinds = [e["event_type"] for e in events]
+    assert kinds.count("step_started") == 2
+    assert kinds.index("step_succeeded") > max(i for i, kind in enumerate(kinds) if kind == "step_started")  # overlap
