@@ -251,7 +251,8 @@ def test_two_gates_racing_to_push_are_serialized(origin: Path, tmp_path: Path) -
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     codes = [p.returncode for p in procs]
     tree = git(origin, "ls-tree", "--name-only", "main")
-    # both end correctly: either both merged (one after the other), or the later one saw main move,
+    # both end correctly: either both merged (one after the other), or the later one saw main move —
+    # while it ran (at the push), or before it began (its fetch finds origin/main ahead of its main) —
     # pushed nothing, said so and put its checkout back
     if codes == [0, 0]:
         assert "one.txt" in tree and "two.txt" in tree
@@ -259,7 +260,8 @@ def test_two_gates_racing_to_push_are_serialized(origin: Path, tmp_path: Path) -
         assert sorted(codes) == [0, 1], outputs
         assert ("one.txt" in tree) != ("two.txt" in tree)
         loser = codes.index(1)
-        assert "moved while the gate ran" in outputs[loser], outputs
+        said = outputs[loser]
+        assert "moved while the gate ran" in said or "does not contain 'origin/main'" in said, outputs
         after = Snapshot.take(origin, repos[loser])
         assert replace(after, origin_refs="") == replace(before[loser], origin_refs="")
 
