@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         STEPS[args.step](options)
     except GateError as error:
         print(f"safe-merge gate: {error}", file=sys.stderr)
-        return 1
+        return error.exit_code
     except Stopped as stopped:
         print(f"safe-merge gate: stopped by {stopped} during '{args.step}'", file=sys.stderr)
         return 128 + stopped.signum

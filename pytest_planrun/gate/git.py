@@ -14,6 +14,15 @@ from pathlib import Path
 class GateError(Exception):
     """The gate must stop here; the message says why and, where it helps, what to do."""
 
+    exit_code = 1  # a refusal: running the step again gives the same answer
+
+
+class GitFailed(GateError):
+    """A git command itself failed (a network, a lock, a server): trying again may help, so the step
+    exits with its own code, which the plan's ``retry_on`` lists for the steps that talk to the remote."""
+
+    exit_code = 3
+
 
 # Operations that leave the checkout half-way; the gate starts only when none is under way, so a
 # MERGE_HEAD it finds later is its own.
@@ -51,7 +60,7 @@ class Checkout:
         done = subprocess.run(["git", *args], cwd=self.top, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         if check and done.returncode != 0:
             output = (done.stderr.strip() or done.stdout.strip()).replace("\n", "\n  ")
-            raise GateError(f"git {' '.join(args)} failed (exit code {done.returncode}):\n  {output}")
+            raise GitFailed(f"git {' '.join(args)} failed (exit code {done.returncode}):\n  {output}")
         return done
 
     def out(self, *args: str) -> str:
@@ -93,7 +102,7 @@ class Checkout:
         refs = [f"refs/heads/{b}" for b in branches]
         done = self.git("ls-remote", "--heads", remote, *refs, check=False)
         if done.returncode not in (0, 2):
-            raise GateError(f"cannot read the branches of remote '{remote}': {done.stderr.strip()}")
+            raise GitFailed(f"cannot read the branches of remote '{remote}': {done.stderr.strip()}")
         found = {}
         for line in done.stdout.splitlines():
             commit, _, ref = line.partition("\t")

@@ -3,6 +3,7 @@ what it pushes, and that every way it can stop leaves origin and the checkout ex
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from gatehelpers import (
     make_origin,
     push_branch,
 )
+
+import pytest_planrun
 
 PROJECT = {".gitignore": "__pycache__/\n", "test_ok.py": "def test_ok():\n    assert True\n", "shared.txt": "base\n"}
 
@@ -147,6 +150,26 @@ def test_preflight_refuses_a_missing_branch_and_a_dirty_tree(origin: Path, tmp_p
     done = gate(tmp_path, repo, "feature")
     assert done.returncode == 1 and "uncommitted changes" in done.output and "M shared.txt" in done.output
     assert Snapshot.take(origin, repo) == before
+
+
+def test_fetch_tells_a_failing_remote_which_may_recover_from_a_refusal(origin: Path, tmp_path: Path) -> None:
+    # the plan retries exit code 3 (git itself failed) with backoff, never a refusal (exit code 1)
+    push_branch(origin, "feature", {"feature.txt": "x\n"})
+    repo = clone(origin, "dev")
+
+    def fetch(remote: str, branch: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "pytest_planrun.gate", "fetch", "--branch", branch, "--remote", remote]
+        return subprocess.run(command, cwd=repo, capture_output=True, text=True, env=gate_env(tmp_path))
+
+    missing = fetch("origin", "no-such-branch")
+    assert (missing.returncode, "does not exist on remote 'origin'" in missing.stderr) == (1, True)
+    git(repo, "remote", "add", "gone", str(tmp_path / "no-such-origin.git"))
+    unreachable = fetch("gone", "feature")
+    assert (unreachable.returncode, "cannot read the branches of remote 'gone'" in unreachable.stderr) == (3, True)
+    assert fetch("origin", "feature").returncode == 0
+    plan = json.loads((Path(pytest_planrun.__file__).parent / "plans" / "safe_merge.json").read_text())
+    (step,) = [s for s in plan["steps"] if s["id"] == "fetch"]
+    assert 1 not in step["retry_on"] and 3 in step["retry_on"]
 
 
 def test_an_ignored_file_the_merge_would_overwrite_stops_the_gate_before_anything_moves(tmp_path: Path) -> None:
