@@ -18,8 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import psutil
-
+from ..run.process import signal_group, stop_tree
 from .git import Checkout, GateError
 from .state import GateState, claim, finish, load, mine, owner, run_id, save, settle, state_path
 
@@ -278,43 +277,10 @@ def run_tests(command: str, cwd: Path) -> int:
         # the exited leader stays a zombie, so its group id cannot be reused before the group is killed
         os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
     except BaseException:
-        stop_tree(proc)
+        stop_tree(proc, STOP_GRACE)
         raise
-    _kill_group(proc.pid, signal.SIGKILL)
+    signal_group(proc.pid, signal.SIGKILL)
     return proc.wait()
-
-
-def stop_tree(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the test command's group and every descendant, SIGKILL what is left after a grace."""
-    try:
-        descendants = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.Error:
-        descendants = []
-    _kill_group(proc.pid, signal.SIGTERM)
-    for process in descendants:
-        try:
-            process.terminate()
-        except psutil.Error:
-            pass
-    try:
-        proc.wait(timeout=STOP_GRACE)
-    except subprocess.TimeoutExpired:
-        pass
-    _, alive = psutil.wait_procs(descendants, timeout=0.2)
-    _kill_group(proc.pid, signal.SIGKILL)
-    for process in alive:
-        try:
-            process.kill()
-        except psutil.Error:
-            pass
-    proc.wait()
-
-
-def _kill_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _remote_unmoved(repo: Checkout, state: GateState) -> str | None:

@@ -164,12 +164,7 @@ class Settings:
         if not opt.planrun_no_ledger:
             raw = opt.planrun_ledger or config.getini("planrun_ledger") or DEFAULT_LEDGER
             ledger = invocation_dir / os.path.expanduser(raw)
-        if opt.planrun_kill_grace is not None:
-            grace = _seconds(opt.planrun_kill_grace, "--planrun-kill-grace")
-        elif config.getini("planrun_kill_grace"):
-            grace = _seconds(str(config.getini("planrun_kill_grace")), "ini planrun_kill_grace")
-        else:
-            grace = 3.0
+        grace = _setting(config, "planrun_kill_grace", 3.0)
         heartbeat = _setting(config, "planrun_heartbeat", 5.0, positive=True)
         status_after = _setting(config, "planrun_status_after", 10.0)
         run_dir = invocation_dir / opt.planrun_run_dir if opt.planrun_run_dir else None

@@ -118,11 +118,11 @@ def _send(processes: list[psutil.Process], sig: signal.Signals) -> None:
             pass
 
 
-def _stop(proc: subprocess.Popen[bytes], grace: float) -> int:
+def stop_tree(proc: subprocess.Popen[bytes], grace: float) -> int:
     """SIGTERM our child, its group and every descendant (collected before the child dies), wait
     ``grace``, SIGKILL what is left. Popen reaps the child, so its exit status (the signal) is kept."""
     descendants = _descendants(proc.pid)
-    _signal_group(proc.pid, signal.SIGTERM)
+    signal_group(proc.pid, signal.SIGTERM)
     _send(descendants, signal.SIGTERM)
     deadline = time.monotonic() + grace
     try:
@@ -130,14 +130,15 @@ def _stop(proc: subprocess.Popen[bytes], grace: float) -> int:
     except subprocess.TimeoutExpired:
         pass
     _, alive = psutil.wait_procs(descendants, timeout=max(0.0, deadline - time.monotonic()))
-    _signal_group(proc.pid, signal.SIGKILL)
+    signal_group(proc.pid, signal.SIGKILL)
     _send(alive, signal.SIGKILL)
     if proc.poll() is None:
         proc.kill()
     return proc.wait()
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
+def signal_group(pgid: int, sig: signal.Signals) -> None:
+    """Signal a process group, if it still exists."""
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
@@ -385,7 +386,7 @@ def run_attempt(spec: AttemptSpec, token: CancelToken | None = None, watch: Watc
         try:
             how = _wait(proc, deadline, token, streams, watch)
         except BaseException:
-            _stop(proc, spec.kill_grace)
+            stop_tree(proc, spec.kill_grace)
             streams.finish(0.0)
             raise
         if how == "exit":
@@ -394,10 +395,10 @@ def run_attempt(spec: AttemptSpec, token: CancelToken | None = None, watch: Watc
             # reused by another process when the group is killed. (Its children were reparented
             # when it exited; one that left the session is found by the run's sweep.)
             os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
-            _signal_group(proc.pid, signal.SIGKILL)
+            signal_group(proc.pid, signal.SIGKILL)
             code = proc.wait()
         else:
-            code = _stop(proc, spec.kill_grace)
+            code = stop_tree(proc, spec.kill_grace)
         streams.finish(spec.kill_grace)  # the tree is gone: the pipes are at their end
         for pipe in (proc.stdout, proc.stderr):  # present only when output was masked
             if pipe is not None:
