@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..run.observer import RunInfo
-from ..run.records import AttemptRecord, StepResult
+from ..core.state import RunState
+from ..run.observer import ResultsObserver, RunInfo
+from ..run.records import StepResult
 from .junit_case import headline
 from .junit_text import clean, last_lines
 
@@ -30,7 +31,7 @@ def outcome_words(result: StepResult) -> str:
     return result.outcome
 
 
-class CiOutput:
+class CiOutput(ResultsObserver):
     """A ``RunObserver`` and a pytest plugin on the controller, registered only under a known CI."""
 
     def __init__(self, environ: Mapping[str, str], secrets: tuple[str, ...]) -> None:
@@ -38,8 +39,7 @@ class CiOutput:
         self.github_summary = Path(summary) if environ.get("GITHUB_ACTIONS") == "true" and summary else None
         self.gitlab = environ.get("GITLAB_CI") == "true"
         self.secrets = secrets
-        self.run: RunInfo | None = None
-        self.results: dict[str, StepResult] = {}  # by step: a step cancelled while running is told twice
+        super().__init__()
         self.names: dict[str, str] = {}
         self.order: dict[str, int] = {}  # the plans' declaration order: rows do not depend on timing
 
@@ -51,23 +51,12 @@ class CiOutput:
     # -- RunObserver ----------------------------------------------------------------------------
 
     def run_started(self, run: RunInfo, now: float) -> None:
-        self.run = run
+        super().run_started(run, now)
         self.names = {s.step_id: s.name for s in run.steps if s.name}
         self.order = {s.step_id: position for position, s in enumerate(run.steps)}
 
-    def attempt_started(self, step_id: str, attempt: int, worker: str, now: float) -> None:
-        pass
-
-    def attempt_ended(self, record: AttemptRecord, will_retry: bool) -> None:
-        pass
-
-    def step_waiting(self, step_id: str, reason: str, now: float) -> None:
-        pass
-
-    def step_finished(self, result: StepResult, now: float) -> None:
-        self.results[result.step_id] = result
-
-    def run_finished(self, state: str, exit_code: int, message: str | None, now: float) -> None:
+    def run_finished(self, state: RunState, exit_code: int, message: str | None, now: float) -> None:
+        super().run_finished(state, exit_code, message, now)
         if self.github_summary is not None and self.run is not None:
             with self.github_summary.open("a", encoding="utf-8") as summary:
                 summary.write(self.markdown(state, message))

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, cast
 
 import pytest
 
-from ..run.observer import RunInfo
-from ..run.records import AttemptRecord, StepResult
+from ..run.observer import ResultsObserver
+from ..run.records import StepResult
 from ..run.step import display_command
 from .junit_case import Family, StepCase, testcase
 from .junit_text import clean
@@ -42,18 +42,16 @@ def pytest_key(nodeid: str, prefix: str | None) -> Key:
     return (f"{prefix}.{classname}" if prefix else classname), parts[-1]
 
 
-class JUnitEnricher:
+class JUnitEnricher(ResultsObserver):
     """A ``RunObserver`` and a pytest plugin on the controller, active only with ``--junitxml``."""
 
     def __init__(self, path: Path, family: Family, prefix: str | None, controller: PlanController) -> None:
+        super().__init__()
         self.path = path
         self.family = family
         self.prefix = prefix
         self.controller = controller
         self.started = time.monotonic()  # the session's start: the suite's time is the run's wall time
-        self.run: RunInfo | None = None
-        self.state: str | None = None
-        self.results: dict[str, StepResult] = {}  # in the order steps finished
 
     @classmethod
     def create(cls, config: pytest.Config, controller: PlanController) -> JUnitEnricher | None:
@@ -63,26 +61,6 @@ class JUnitEnricher:
         path = Path(os.path.normpath(os.path.abspath(os.path.expanduser(os.path.expandvars(xmlpath)))))
         family = cast(Family, config.getini("junit_family"))
         return cls(path, family, getattr(config.option, "junitprefix", None), controller)
-
-    # -- RunObserver ----------------------------------------------------------------------------
-
-    def run_started(self, run: RunInfo, now: float) -> None:
-        self.run = run
-
-    def attempt_started(self, step_id: str, attempt: int, worker: str, now: float) -> None:
-        pass
-
-    def attempt_ended(self, record: AttemptRecord, will_retry: bool) -> None:
-        pass
-
-    def step_waiting(self, step_id: str, reason: str, now: float) -> None:
-        pass
-
-    def step_finished(self, result: StepResult, now: float) -> None:
-        self.results[result.step_id] = result
-
-    def run_finished(self, state: str, exit_code: int, message: str | None, now: float) -> None:
-        self.state = state
 
     # -- rewriting the report -------------------------------------------------------------------
 

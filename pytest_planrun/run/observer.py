@@ -68,3 +68,33 @@ class RunObserver(Protocol):
     def step_finished(self, result: StepResult, now: float) -> None: ...
 
     def run_finished(self, state: RunState, exit_code: int, message: str | None, now: float) -> None: ...
+
+
+class ResultsObserver:
+    """A ``RunObserver`` that keeps what reports are made of once a run ends: the run, each step's
+    result (the last word on it: a step cancelled while running is told twice) and the run's state.
+    Reporters that only write at the end subclass it."""
+
+    def __init__(self) -> None:
+        self.run: RunInfo | None = None
+        self.results: dict[str, StepResult] = {}  # in the order steps finished
+        self.state: str | None = None
+        self.message: str | None = None
+
+    def run_started(self, run: RunInfo, now: float) -> None:
+        self.run = run
+
+    def attempt_started(self, step_id: str, attempt: int, worker: str, now: float) -> None:
+        pass
+
+    def attempt_ended(self, record: AttemptRecord, will_retry: bool) -> None:
+        pass
+
+    def step_waiting(self, step_id: str, reason: str, now: float) -> None:
+        pass
+
+    def step_finished(self, result: StepResult, now: float) -> None:
+        self.results[result.step_id] = result
+
+    def run_finished(self, state: RunState, exit_code: int, message: str | None, now: float) -> None:
+        self.state, self.message = state, message
