@@ -1,0 +1,56 @@
+"""Fixtures for runs on remote xdist workers: socket-server workers shared by the folder's tests, and the
+check that no process of a test's runs outlives it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from planhelpers import kill_run_processes, processes_of_run
+from remotehelpers import RemoteWorker, WorkerPool, isolation_available
+
+from pytest_planrun.ledger import queries
+
+
+@pytest.fixture(scope="session")
+def worker_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerPool]:
+    """Workers kept for the whole session (a socket server serves one pytest run after another), each
+    hiding this process's temporary folders (every pytester project, the lock folder) when isolated.
+
+    ``PLANRUN_TEST_ISOLATION=0`` starts them without their own mount namespace (debugging)."""
+    base = Path(tempfile.mkdtemp(prefix="planrun-remote-workers-"))  # outside the hidden basetemp
+    isolate = os.environ.get("PLANRUN_TEST_ISOLATION") != "0" and isolation_available(base)
+    pool = WorkerPool(base, [tmp_path_factory.getbasetemp()], isolate)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def remote_workers(worker_pool: WorkerPool) -> Callable[[int], list[RemoteWorker]]:
+    """``remote_workers(n)``: ``n`` live workers with empty directories (the first is gw0 in ``tx_args``)."""
+    return worker_pool.get
+
+
+@pytest.fixture(autouse=True)
+def no_process_outlives_its_run(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After the test, no process of any run recorded in its project's ledger may be alive (steps on a
+    killed worker included); any found are killed, and the test errors."""
+    if "pytester" not in request.fixturenames:
+        yield
+        return
+    db = request.getfixturevalue("pytester").path / ".ledger" / "framework.db"
+    yield
+    if not db.exists():
+        return
+    left: dict[str, list[int]] = {}
+    for run in queries.list_runs(db, limit=100):
+        deadline = time.monotonic() + 10  # a killed tree may take a moment to be reaped
+        while processes_of_run(run["run_id"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if processes_of_run(run["run_id"]):
+            left[run["run_id"]] = kill_run_processes(run["run_id"])
+    assert not left, f"processes outlived their run: {left}"

@@ -1,0 +1,186 @@
+"""Remote xdist workers on this machine for planrun's tests: execnet socket servers, each with its own
+directory (its cwd, HOME and TMPDIR) and environment, and, where the machine allows it, its own mount
+namespace in which the controller's files are hidden and its own files are out of the controller's sight.
+
+Isolated, a worker behaves like another machine for every file: anything planrun passes through the shared
+disk instead of the xdist channel (the plan, logs, provided files, locks) fails. A socket server serves one
+connection at a time and accepts the next when it ends, so one worker can serve several pytest runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import execnet
+
+# execnet's own server: ``python -u socketserver.py HOST:PORT`` execs each connection's gateway in its process,
+# so the xdist worker (and every step it starts) runs inside the server process.
+SOCKET_SERVER = Path(execnet.__file__).parent / "script" / "socketserver.py"
+LISTENING = re.compile(r"Entering Accept loop \('127\.0\.0\.1', (\d+)\)")
+# Inside the new mount namespace: hide each of "$@" (the controller's files) and the worker's own directory
+# ($1) under empty tmpfs mounts, then become the server in that directory (exec: the pid stays the same).
+ISOLATED_START = (
+    'worker="$1"; python="$2"; server="$3"; shift 3; '
+    'mount -t tmpfs tmpfs "$worker" || exit 90; '
+    'for hidden in "$@"; do mount -t tmpfs tmpfs "$hidden" || exit 91; done; '
+    'cd "$worker" && exec "$python" -u "$server" 127.0.0.1:0'
+)
+
+
+def isolation_available(scratch: Path) -> bool:
+    """Whether workers can get their own mount namespace here: root, ``unshare`` present, and a tmpfs
+    mount inside a private namespace works (containers often refuse one or the other)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = Path(tempfile.mkdtemp(dir=scratch, prefix="probe-"))
+    try:
+        done = subprocess.run(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", 'mount -t tmpfs tmpfs "$1"', "sh", probe],
+            capture_output=True,
+            timeout=30,
+        )
+        return done.returncode == 0
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+
+
+@dataclass
+class RemoteWorker:
+    """One socket server standing for a remote machine; ``tx`` is its ``--tx`` value."""
+
+    name: str
+    directory: Path
+    log: Path
+    isolated: bool
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def tx(self) -> str:
+        return f"socket=127.0.0.1:{self.port}//chdir={self.directory}"
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the server (and so the xdist worker running in it), by pid; reap it."""
+        if self.alive():
+            os.kill(self.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def seen(self, path: Path) -> Path:
+        """``path`` (absolute) as the worker sees it: through its mount namespace when isolated (the test's
+        own view of ``directory`` is then the empty directory under the worker's mount)."""
+        if self.isolated:
+            return Path(f"/proc/{self.pid}/root") / path.relative_to("/")
+        return path
+
+    def files(self) -> Path:
+        """The worker's directory as the worker sees it."""
+        return self.seen(self.directory)
+
+    def clear(self) -> None:
+        """Remove what earlier runs left in the worker's directory, so a test sees only its own files."""
+        for entry in self.files().iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+
+def worker_environment(name: str, directory: Path) -> dict[str, str]:
+    """A worker's own environment: none of the test's variables (PYTEST_ADDOPTS, PLANRUN_LOCK_DIR, ...),
+    its own HOME and TMPDIR, and ``PLANRUN_TEST_WORKER`` naming it so a step can say where it ran."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "HOME": str(directory),
+        "TMPDIR": str(directory),
+        "PLANRUN_TEST_WORKER": name,
+    }
+
+
+def start_worker(name: str, base: Path, hidden: list[Path], isolate: bool, timeout: float = 30.0) -> RemoteWorker:
+    """Start one socket server with its directory ``base/name`` and wait until it listens.
+
+    ``hidden``: the controller's directories the worker must not see (only when ``isolate``)."""
+    directory = base / name
+    directory.mkdir(parents=True, exist_ok=True)
+    log = base / f"{name}.server.log"  # outside the worker's directory, which its mount hides from us
+    python = sys.executable
+    if isolate:
+        argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", ISOLATED_START, "sh"]
+        argv += [str(directory), python, str(SOCKET_SERVER), *map(str, hidden)]
+    else:
+        argv = [python, "-u", str(SOCKET_SERVER), "127.0.0.1:0"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv,
+            cwd=directory,
+            env=worker_environment(name, directory),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a signal to the test's process group is not one to the remote machine
+        )
+    deadline = time.monotonic() + timeout
+    while not (found := LISTENING.search(log.read_text(errors="replace"))):
+        if process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+            raise RuntimeError(f"worker {name} did not start (exit {process.returncode}): {log.read_text()}")
+        time.sleep(0.01)  # polls the server's first line; the interval sets no order
+    return RemoteWorker(name, directory, log, isolate, process, int(found.group(1)))
+
+
+@dataclass
+class WorkerPool:
+    """Remote workers shared by the tests of one process: ``get(n)`` hands out ``n`` live, cleared
+    workers, starting new ones in place of those a test killed."""
+
+    base: Path
+    hidden: list[Path]
+    isolated: bool
+    workers: list[RemoteWorker] = field(default_factory=list)
+    started: int = 0
+
+    def get(self, count: int) -> list[RemoteWorker]:
+        for index, worker in enumerate(self.workers):
+            if not worker.alive():
+                worker.kill()  # reaps it
+                self.workers[index] = self._start()
+        while len(self.workers) < count:
+            self.workers.append(self._start())
+        chosen = self.workers[:count]
+        for worker in chosen:
+            worker.clear()
+        return chosen
+
+    def _start(self) -> RemoteWorker:
+        self.started += 1
+        return start_worker(f"w{self.started}", self.base, self.hidden, self.isolated)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+        self.workers.clear()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def tx_args(workers: list[RemoteWorker]) -> list[str]:
+    """``--tx`` options for ``workers``, in order: the first is gw0, the second gw1, ..."""
+    return [arg for worker in workers for arg in ("--tx", worker.tx)]
