@@ -38,8 +38,10 @@ from ..plan import LoadedPlan, ResolvedStep
 from ..plan.rules import step_rule
 from ..run.control import CancelRequests
 from ..run.observer import RunInfo, RunObserver, StepInfo
+from ..run.provided import ProvidedFile
 from ..run.records import AttemptRecord, StepResult
-from ..run.step import RunContext, display_command
+from ..run.step import RunContext, display_command, log_paths
+from .items import StepFailed
 from .report import label_attempt, verdict_longrepr
 from .xdist_seam import worker_id
 
@@ -90,6 +92,7 @@ class PlanController:
         self._reported: set[str] = set()  # steps whose final report came from an item run
         self._pending: list[Action] = []
         self._handed: dict[str, Start] = {}  # starts given to the driver and not yet claimed
+        self._provided: dict[str, ProvidedFile] = {}  # resource name -> the file its producer provided
         # why pytest wants the run to stop (``-x``, ``--maxfail``, ``--sw``); set by the session
         self.stop_reason: Callable[[], str | None] = lambda: None
         self.final: Finish | None = None
@@ -172,6 +175,71 @@ class PlanController:
             observer.attempt_started(start.step_id, start.attempt, worker, now)
         return True
 
+    def is_handed(self, start: Start) -> bool:
+        """Whether ``start`` is still to be run (no cancel has withdrawn it)."""
+        return self._handed.get(start.step_id) == start
+
+    def deliveries_for(self, step_id: str) -> tuple[ProvidedFile, ...]:
+        """The files provided so far in this run under the names ``step_id`` consumes."""
+        consumed = self.steps[step_id].consumes
+        return tuple(self._provided[name] for name in consumed if name in self._provided)
+
+    def last_record(self, step_id: str) -> AttemptRecord | None:
+        attempts = self._attempts.get(step_id)
+        return attempts[-1] if attempts else None
+
+    def report_unsent(self, start: Start, record: AttemptRecord) -> None:
+        """Report an attempt that ended before any worker ran it (its locks' wait timed out, or no
+        worker is left that can run it) as its item would have: its message is its stderr log."""
+        if not self.claim(start, record.worker):
+            return
+        stdout, stderr = log_paths(self.context.run_dir, start.step_id, start.attempt)
+        stderr.parent.mkdir(parents=True, exist_ok=True)
+        stdout.touch()
+        stderr.write_text(f"{record.error}\n")
+        record = replace(record, stdout_path=str(stdout), stderr_path=str(stderr))
+        step = self.steps[start.step_id]
+        place = self.places[start.step_id]
+        failed = StepFailed(step, record, record.command).describe()
+        hook = self.config.hook
+        hook.pytest_runtest_logstart(nodeid=place.nodeid, location=place.location)
+        phases = (("setup", "passed", None), ("call", "failed", failed), ("teardown", "passed", None))
+        for when, outcome, longrepr in phases:
+            report = pytest.TestReport(
+                nodeid=place.nodeid,
+                location=place.location,
+                keywords=place.keywords,
+                outcome=outcome,  # type: ignore[arg-type]
+                longrepr=longrepr,
+                when=when,  # type: ignore[arg-type]
+            )
+            data: dict[str, object] = {"step_id": start.step_id, "attempt": start.attempt}
+            if when == "call":
+                data["record"] = record.to_dict()
+            report.planrun = data  # type: ignore[attr-defined]
+            hook.pytest_runtest_logreport(report=report)
+        hook.pytest_runtest_logfinish(nodeid=place.nodeid, location=place.location)
+
+    def unsent_record(self, start: Start, worker: str, error: str, **fields: object) -> AttemptRecord:
+        """The record of an attempt that never reached a worker (see ``report_unsent``)."""
+        now = time.time()
+        return AttemptRecord(
+            step_id=start.step_id,
+            attempt=start.attempt,
+            state="failed",
+            exit_code=None,
+            timed_out=bool(fields.pop("timed_out", False)),
+            started_at=now,
+            ended_at=now,
+            duration=0.0,
+            command=display_command(self.steps[start.step_id], self.context.masker),
+            stdout_path="",
+            stderr_path="",
+            error=error,
+            worker=worker,
+            **fields,  # type: ignore[arg-type]
+        )
+
     def on_report(self, report: pytest.TestReport) -> None:
         """A step's report reached the controller (from this process or a worker): feed the core,
         then make the report say the core's verdict, before anyone else reads it."""
@@ -194,9 +262,13 @@ class PlanController:
             # traceback; the run still goes on as if the attempt failed, so it cannot hang
             self._attempt_ended(self._lost_attempt(step_id, report, "planrun internal error (see the traceback)"))
         elif report.failed and report.when not in ("setup", "call", "teardown"):
-            # xdist's report for a worker that crashed while running this step
-            record = self._lost_attempt(step_id, report, "worker crashed")
-            report.longrepr = f"step '{step_id}' failed: worker crashed while running it (attempt {record.attempt})"
+            # xdist's report for a worker that crashed, or whose host or connection was lost, while
+            # running this step
+            record = self._lost_attempt(step_id, report, f"worker lost ({worker_id(report)})")
+            report.longrepr = (
+                f"step '{step_id}' failed: worker lost while running it (attempt {record.attempt}): "
+                f"{worker_id(report)} crashed, or its host or connection went away"
+            )
             label_attempt(report, self._attempt_ended(record), record, self.places[step_id].location)
 
     def _attempt_ended(self, record: AttemptRecord) -> Ended:
@@ -222,6 +294,8 @@ class PlanController:
         if ended.retry_reason is not None:  # every report of the attempt says why it was (not) retried
             record = replace(record, retry_reason=ended.retry_reason, retry_delay=ended.retry_delay)
         self._attempts.setdefault(step_id, []).append(record)
+        if record.state == "succeeded":
+            self._provided.update((file.name, file) for file in record.provided)
         for observer in self.observers:
             observer.attempt_ended(record, ended.verdict is Verdict.RETRY)
         if ended.verdict is not Verdict.RETRY:  # the step ended with this attempt, reported by it
@@ -237,9 +311,12 @@ class PlanController:
 
         sweep_orphans(self.context.run_id, step_id, grace=self.context.kill_grace)
         now = time.time()
+        attempt = self.core.attempts(step_id)
+        # what a remote worker streamed before it was lost is in the controller's logs
+        stdout, stderr = log_paths(self.context.run_dir, step_id, attempt)
         return AttemptRecord(
             step_id=step_id,
-            attempt=self.core.attempts(step_id),
+            attempt=attempt,
             state="failed",
             exit_code=None,
             timed_out=False,
@@ -247,8 +324,8 @@ class PlanController:
             ended_at=now,
             duration=0.0,
             command=display_command(self.steps[step_id], self.context.masker),
-            stdout_path="",
-            stderr_path="",
+            stdout_path=str(stdout) if stdout.exists() else "",
+            stderr_path=str(stderr) if stderr.exists() else "",
             error=error,
             worker=worker_id(report),
         )

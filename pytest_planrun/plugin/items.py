@@ -15,9 +15,10 @@ import pytest
 
 from ..core.state import Verdict
 from ..plan import LoadedPlan, ResolvedStep
-from ..run.process import CancelToken, tail
+from ..run.process import CancelToken, Forward, tail
+from ..run.provided import ProvidedFile
 from ..run.records import AttemptRecord
-from ..run.step import RunContext, display_command, execute_attempt
+from ..run.step import HeldLocks, RunContext, display_command, execute_attempt
 from .junit_text import readable
 
 if TYPE_CHECKING:
@@ -34,6 +35,9 @@ class Ticket:
     worker: str = "main"
     on_beat: Callable[[], None] | None = None  # called while the attempt runs (serial runs)
     beat_every: float | None = None
+    forward: Forward | None = None  # a remote worker's stream of the output to the controller
+    held: HeldLocks | None = None  # the locks the controller took for the attempt (xdist runs)
+    deliveries: tuple[ProvidedFile, ...] = ()  # files of the steps it consumes from, placed before it starts
 
 
 ticket_key = pytest.StashKey[Ticket]()
@@ -57,11 +61,14 @@ OUTPUT_LINES = 20  # lines of stdout/stderr in a failure report; the logs hold t
 class StepFailed(Exception):
     """A step's attempt failed: carries what a reader of the report needs, never a traceback."""
 
-    def __init__(self, step: ResolvedStep, record: AttemptRecord, command: str) -> None:
+    def __init__(
+        self, step: ResolvedStep, record: AttemptRecord, command: str, shown: Callable[[str], str] = str
+    ) -> None:
         super().__init__(record.error or "failed")
         self.step = step
         self.record = record
         self.command = command
+        self.shown = shown  # a log's path as the reader knows it (a remote worker's are the controller's)
 
     def headline(self) -> str:
         """One line, fit for a dashboard: "exit code 2 after 3 attempts", "timed out after 5 s"."""
@@ -79,8 +86,8 @@ class StepFailed(Exception):
             text = _last_lines(Path(path), OUTPUT_LINES)
             if text:
                 lines += [f"--- {label} (last lines) ---", text.rstrip("\n")]
-        lines.append(f"logs: {record.stdout_path}")
-        lines.append(f"      {record.stderr_path}")
+        lines.append(f"logs: {self.shown(record.stdout_path)}")
+        lines.append(f"      {self.shown(record.stderr_path)}")
         return "\n".join(lines)
 
 
@@ -171,6 +178,9 @@ class StepItem(pytest.Item):
             token=ticket.token,
             on_beat=ticket.on_beat,
             beat_every=ticket.beat_every,
+            forward=ticket.forward,
+            held=ticket.held,
+            deliveries=ticket.deliveries,
         )
 
     def runtest(self) -> None:
@@ -186,7 +196,7 @@ class StepItem(pytest.Item):
             return
         if record.state == "canceled":
             raise pytest.skip.Exception(ticket.token.reason or "cancelled", _use_item_location=True)
-        raise StepFailed(self.step, record, self.command)
+        raise StepFailed(self.step, record, self.command, self.config.stash[runtime_key].context.shown)
 
     def repr_failure(
         self, excinfo: pytest.ExceptionInfo[BaseException], style: str | None = None

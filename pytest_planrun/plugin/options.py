@@ -44,6 +44,11 @@ SLOTS_HELP = (
     "so -n 2 with max_concurrency 8 runs 8 steps on 2 workers)"
 )
 
+MAX_PROVIDED_HELP = (
+    "Largest file a step may provide to others (provides with a path), in MB (default: 100); "
+    "a larger one fails the step"
+)
+
 
 def parse_assume(text: str) -> tuple[str, Assumption]:
     from .whatif import parse_assume as parse
@@ -65,9 +70,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--plan", action="append", default=[], metavar="PLAN", help=PLAN_HELP)
     group.addoption("--var", action="append", default=[], type=parse_var, metavar="NAME=VALUE", help=VAR_HELP)
     group.addoption("--planrun-ledger", metavar="PATH", default=None, help=LEDGER_HELP)
-    group.addoption(
-        "--planrun-no-ledger", action="store_true", default=False, help="Do not record the run in a ledger"
-    )
+    group.addoption("--planrun-no-ledger", action="store_true", default=False, help="Do not record the run in a ledger")
     group.addoption("--planrun-run-dir", metavar="DIR", default=None, help=RUN_DIR_HELP)
     group.addoption(
         "--planrun-run-id",
@@ -77,6 +80,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--planrun-kill-grace", metavar="SECONDS", default=None, help=KILL_GRACE_HELP)
     group.addoption("--planrun-slots-per-worker", metavar="K", type=int, default=None, help=SLOTS_HELP)
+    group.addoption("--planrun-max-provided-mb", metavar="MB", default=None, help=MAX_PROVIDED_HELP)
+    parser.addini("planrun_max_provided_mb", MAX_PROVIDED_HELP)
     group.addoption(
         "--planrun-resume",
         nargs="?",
@@ -125,6 +130,8 @@ def _setting(config: pytest.Config, name: str, default: float, *, positive: bool
     if positive and seconds == 0:
         raise pytest.UsageError(f"{name.replace('_', ' ')}: the number of seconds must be above 0")
     return seconds
+
+
 def _count(value: str, where: str) -> int:
     try:
         count = int(value)
@@ -155,6 +162,7 @@ class Settings:
     status_after: float = 10.0
     assume: tuple[tuple[str, Assumption], ...] = ()  # --planrun-assume: a what-if under --collect-only
     slots_per_worker: int | None = None  # None: max_concurrency divided among the workers
+    provide_limit: int = 100 * 1024 * 1024  # bytes per provided file
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -174,6 +182,11 @@ class Settings:
         elif slots is not None:
             slots = _count(str(slots), "--planrun-slots-per-worker")
         resume = opt.planrun_resume
+        megabytes = opt.planrun_max_provided_mb or config.getini("planrun_max_provided_mb") or "100"
+        try:
+            provide_limit = int(float(megabytes) * 1024 * 1024)
+        except ValueError:
+            raise pytest.UsageError(f"--planrun-max-provided-mb: invalid number of MB {megabytes!r}") from None
         last_failed = bool(getattr(opt, "lf", False))  # absent with -p no:cacheprovider
         return cls(
             plans=tuple(opt.plan),
@@ -190,6 +203,7 @@ class Settings:
             status_after=status_after,
             assume=tuple(opt.planrun_assume),
             slots_per_worker=slots,
+            provide_limit=provide_limit,
         )
 
 

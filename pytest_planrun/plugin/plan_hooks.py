@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import uuid
 from collections.abc import Generator
@@ -26,6 +28,7 @@ from ..plan import LoadedPlan, Masker, PlanError, load_plan
 from ..plan.load import variable_names
 from ..plan.packaged import PYTHON_ENV, PlanNotFound, find_plan, offer_python
 from ..plan.variables import unknown_given
+from ..remote.shipped import PLANS, unpack
 from ..run.step import RunContext
 from .controller import default_run_dir
 from .items import PlanFile, Runtime, StepFailed, StepItem, marker_names, record_key, runtime_key, ticket_key
@@ -35,6 +38,8 @@ from .session import ControllerPlugin, WorkerLoop
 from .whatif import check_assumptions, what_if_lines
 
 plans_key = pytest.StashKey[list[LoadedPlan]]()
+remote_root_key = pytest.StashKey[Path]()  # a remote worker's own temporary folder
+shipped_nodeids_key = pytest.StashKey[dict[Path, str]]()
 PLUGIN_NAMES = ("planrun-controller", "planrun-worker", "planrun-xdist", "planrun-junit")
 
 
@@ -128,13 +133,31 @@ def is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def load_shipped(config: pytest.Config) -> list[LoadedPlan]:
+    """A remote worker's plans, from its ``workerinput``, written into a temporary folder of its own
+    that also holds its run directory; removed when the worker ends."""
+    workerinput = config.workerinput  # type: ignore[attr-defined]
+    root = Path(tempfile.mkdtemp(prefix=f"planrun-{workerinput['planrun_run_id']}-{workerinput['workerid']}-"))
+    on_unconfigure(config, lambda: shutil.rmtree(root, ignore_errors=True))
+    config.stash[remote_root_key] = root
+    plans, nodeids = [], {}
+    for path, shipped in unpack(workerinput[PLANS], root / "plans"):
+        plans.append(load_plan(path, shipped.variables, environ={}, display_path=shipped.display_path))
+        nodeids[path.absolute()] = shipped.nodeid
+    config.stash[shipped_nodeids_key] = nodeids
+    return plans
+
+
 def prepare(config: pytest.Config, settings: Settings) -> None:
     """What ``pytest_cmdline_main`` does when plans are given: load them, and size xdist's workers."""
     # plans run planrun's own helpers (plans/safe_merge.json) with the interpreter pytest runs on
     if offer_python():
         on_unconfigure(config, lambda: os.environ.pop(PYTHON_ENV, None))
-    check_rootdir(config, settings)
-    plans = load_plans(settings)  # a broken plan is a usage error: exit 4, nothing runs
+    if is_worker(config) and PLANS in config.workerinput:  # type: ignore[attr-defined]
+        plans = load_shipped(config)  # a remote worker: the plans as the controller loaded them
+    else:
+        check_rootdir(config, settings)
+        plans = load_plans(settings)  # a broken plan is a usage error: exit 4, nothing runs
     config.stash[plans_key] = plans
     check_assumptions(dict(settings.assume), plans, config.option.collectonly)
     if config.getoption("lf", False):
@@ -164,15 +187,27 @@ def pytest_configure(config: pytest.Config) -> None:
                 for name in marker_names(tag):
                     config.addinivalue_line("markers", f"{name}: step tag '{tag}' from plan {plan.display_path}")
     _collect_plans_too(config, plans)
+    shown_run_dir = None
     if is_worker(config):
         workerinput = config.workerinput  # type: ignore[attr-defined]
         run_id = workerinput["planrun_run_id"]
         run_dir = Path(workerinput["planrun_run_dir"])
+        remote_root = config.stash.get(remote_root_key, None)
+        if remote_root is not None:  # logs are written here, then streamed into the controller's run_dir
+            run_dir, shown_run_dir = remote_root / "run", run_dir
     else:
         run_id = settings.run_id or uuid.uuid4().hex[:12]
         run_dir = settings.run_dir or default_run_dir(settings.ledger, settings.invocation_dir, run_id)
     masker = plans[0].masker if len(plans) == 1 else _merged_masker(plans)
-    context = RunContext(run_id, run_dir, settings.invocation_dir, masker, settings.kill_grace)
+    context = RunContext(
+        run_id,
+        run_dir,
+        settings.invocation_dir,
+        masker,
+        settings.kill_grace,
+        shown_run_dir=shown_run_dir,
+        provide_limit=settings.provide_limit,
+    )
     config.stash[runtime_key] = Runtime({p.path: p for p in plans}, context)
     if is_worker(config):
         config.pluginmanager.register(WorkerLoop(config), "planrun-worker")
@@ -236,6 +271,9 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> PlanFile |
     runtime = parent.config.stash.get(runtime_key, None)
     if runtime is None or file_path not in runtime.plans:
         return None
+    shipped = parent.config.stash.get(shipped_nodeids_key, {})
+    if file_path in shipped:  # a remote worker: the node ids the controller's plan files have
+        return PlanFile.from_parent(parent, path=file_path, nodeid=shipped[file_path])
     if _outside(parent.config, file_path):
         # pytest names a file outside the rootdir '' (`::preflight`, a progress line reading `.`):
         # a packaged plan, or one given as --plan=/elsewhere/x.json, is named by its file name
@@ -310,7 +348,9 @@ def pytest_runtest_makereport(
     record = item.stash.get(record_key, None)
     data: dict[str, object] = {"step_id": item.step.id, "attempt": ticket.attempt if ticket else 1}
     if record is not None:
-        data["record"] = record.to_dict()
+        shown = item.config.stash[runtime_key].context.shown  # a remote worker's logs: the controller's copies
+        paths = {"stdout_path": shown(record.stdout_path), "stderr_path": shown(record.stderr_path)}
+        data["record"] = {**record.to_dict(), **paths}
         del item.stash[record_key]
     report.planrun = data  # type: ignore[attr-defined]
     if record is not None and call.excinfo is not None and isinstance(call.excinfo.value, StepFailed):

@@ -21,16 +21,19 @@ from ..core.state import Start, Verdict
 from ..ledger.queries import RESUMED_PREFIX, LedgerUnreadable, last_run, previous_durations, succeeded_steps
 from ..ledger.writer import LedgerRecorder
 from ..plan import LoadedPlan
+from ..remote.link import WorkerLink
+from ..remote.messages import FILE, REMOTE, SIDE_CHANNEL
 from ..run.concurrent import AttemptThread, drive_concurrently, stop_all
 from ..run.control import ControlChannel
 from ..run.observer import RunObserver
 from ..run.process import CancelToken, sweep_orphans
+from ..run.provided import ProvidedFile
 from ..run.records import AttemptRecord
 from ..run.serial import drive_serially
-from ..run.step import RunContext, display_command
+from ..run.step import HeldLocks, RunContext, display_command
 from .ci_output import CiOutput
 from .controller import PlanController, StepPlace, place_for
-from .items import StepItem, Ticket, ran_key, step_lines, ticket_key
+from .items import StepItem, Ticket, ran_key, runtime_key, step_lines, ticket_key
 from .junit import JUnitEnricher
 from .live import BeatTimer, LiveRun
 from .options import Settings
@@ -271,13 +274,17 @@ def _done_before(settings: Settings, plans: list[LoadedPlan]) -> tuple[dict[str,
 
 class WorkerLoop:
     """Replaces xdist's worker loop: start each step the moment it arrives (several at once, each
-    supervised by a thread), report it when its process ends, and cancel on request."""
+    supervised by a thread), report it when its process ends, and cancel on request. A remote
+    worker also streams each attempt's output and provided files to the controller (``WorkerLink``)."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.workerid = str(config.workerinput.get("workerid", "?"))  # type: ignore[attr-defined]
+        workerinput = config.workerinput  # type: ignore[attr-defined]
+        self.workerid = str(workerinput.get("workerid", "?"))
         self.jobs: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         self.tokens: dict[str, CancelToken] = {}
+        context = config.stash[runtime_key].context
+        self.link = WorkerLink(context.run_dir) if workerinput.get(REMOTE) else None
 
     def _on_run(self, job: dict[str, Any]) -> None:
         # The token exists from now on, so a cancel that overtakes the start still lands.
@@ -289,14 +296,41 @@ class WorkerLoop:
         if token is not None:
             token.cancel(reason)
 
+    def _ticket(self, job: dict[str, Any]) -> Ticket:
+        held = job.get("held")
+        return Ticket(
+            job["attempt"],
+            Verdict(job["if_failed"]),
+            job["token"],
+            self.workerid,
+            forward=None if self.link is None else self.link.forwarder(job["step_id"], job["attempt"]),
+            held=None if held is None else HeldLocks(**held),
+            deliveries=tuple(ProvidedFile(**f) for f in job.get("deliveries", ())),
+        )
+
+    def _attempt(self, item: StepItem, ticket: Ticket) -> AttemptRecord:
+        record = item.run_attempt(ticket)
+        if self.link is not None:  # its output and files reach the controller before its report
+            self.link.attempt_done(record)
+        return record
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         from .xdist_seam import WorkerChannel
 
         channel = WorkerChannel(self.config)
+        others: dict[str, Callable[[dict[str, Any]], None]] = {}
+        if self.link is not None:
+            link = self.link
+            others[SIDE_CHANNEL] = lambda kwargs: link.attach(kwargs["channel"])
+            others[FILE] = lambda kwargs: link.receive_file(kwargs["path"], kwargs["data"], kwargs["end"])
         # on execnet's receiver thread: a cancel must act while the main thread waits on a step
         channel.take_over(
-            self._on_run, self._on_cancel, lambda index: self.jobs.put({"index": index}), lambda: self.jobs.put(None)
+            self._on_run,
+            self._on_cancel,
+            lambda index: self.jobs.put({"index": index}),
+            lambda: self.jobs.put(None),
+            others,
         )
         running: dict[int, AttemptThread[AttemptRecord]] = {}
         try:
@@ -306,10 +340,10 @@ class WorkerLoop:
                 if not isinstance(item, StepItem) or "token" not in job:  # an ordinary test
                     channel.run(index, partial(self.config.hook.pytest_runtest_protocol, item=item, nextitem=None))
                 elif "ended" not in job:  # a step to start: its attempt runs on a thread
-                    ticket = Ticket(job["attempt"], Verdict(job["if_failed"]), job["token"], self.workerid)
+                    ticket = self._ticket(job)
                     item.stash[ticket_key] = ticket
                     running[index] = attempt = AttemptThread(
-                        item.step.id, partial(item.run_attempt, ticket), ticket.token, partial(self._ended, job)
+                        item.step.id, partial(self._attempt, item, ticket), ticket.token, partial(self._ended, job)
                     )
                     attempt.thread.start()
                 else:  # its process ended: the item's protocol reports it

@@ -13,14 +13,32 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ..core.placement import fits
 from ..core.state import Cancel, Start, Wait
+from ..remote.inbox import Inbox
+from ..remote.messages import CHUNK
+from ..run.locks import LockTimeout
+from ..run.provided import ProvidedFile, blocks, kept_path
 from .controller import PlanController
+from .lock_broker import LockBroker, LockGrant
 from .report import assumed_lines
-from .xdist_seam import ControllerLoop, report_crashed, send_cancel, send_step
+from .xdist_seam import (
+    ControllerLoop,
+    is_remote,
+    open_side_channel,
+    report_crashed,
+    send_cancel,
+    send_file_piece,
+    send_step,
+    spec_key,
+    starting_nodes,
+    survive_lost_hosts,
+)
 
 if TYPE_CHECKING:
     from xdist.workermanage import WorkerController
@@ -33,7 +51,13 @@ class DagScheduling:
     threads); dependencies, retries, skips and cancels decided by the core."""
 
     def __init__(
-        self, config: pytest.Config, controller: PlanController, build_places: Any, cap: int, per_worker: int = 1
+        self,
+        config: pytest.Config,
+        controller: PlanController,
+        build_places: Any,
+        cap: int,
+        per_worker: int = 1,
+        worker_labels: dict[str, frozenset[str]] | None = None,
     ) -> None:
         self.config = config
         self.controller = controller
@@ -58,6 +82,14 @@ class DagScheduling:
         controller.on_new_actions = self._post_wake
         self._wake_posted = False
         self._lock = threading.Lock()
+        self._worker_labels = worker_labels or {}
+        self._labels: dict[int, frozenset[str]] = {}  # spec_key(node) -> labels (a replacement keeps them)
+        self._inboxes: dict[WorkerController, Inbox] = {}  # remote workers' logs and files
+        self._has_files: dict[int, set[tuple[str, str]]] = {}  # spec_key -> (path, sha256) it holds
+        self._broker = LockBroker(self._post_wake)
+        self._locking: dict[str, LockGrant] = {}  # step id -> its locks, being waited for
+        self._granted: dict[str, LockGrant] = {}  # step id -> its locks, held while it runs
+        survive_lost_hosts(config, self._restart_failed)
 
     # -- xdist's Scheduling protocol -------------------------------------------------------------
 
@@ -84,6 +116,11 @@ class DagScheduling:
 
     def add_node(self, node: WorkerController) -> None:
         self._nodes.append(node)
+        self._labels.setdefault(spec_key(node), self._worker_labels.get(str(node.gateway.id), frozenset()))
+        if is_remote(node):
+            inbox = self._inboxes[node] = Inbox(self.controller.context.run_dir, str(node.gateway.id))
+            self._has_files[spec_key(node)] = set()  # a replacement starts with an empty folder
+            open_side_channel(node, inbox.receive)
 
     def add_node_collection(self, node: WorkerController, collection: Sequence[str]) -> None:
         existing = next(iter(self._collections.values()), None)
@@ -103,7 +140,9 @@ class DagScheduling:
         if released and item_index in released:
             released.remove(item_index)
             return
-        self._running.get(node, {}).pop(item_index, None)
+        step_id = self._running.get(node, {}).pop(item_index, None)
+        if step_id is not None:
+            self._attempt_over(node, step_id)
         self._dispatch()
 
     def call_reported(self, node: WorkerController, nodeid: str) -> None:
@@ -113,8 +152,10 @@ class DagScheduling:
         index = self._index.get(nodeid)
         if index is None or running.get(index) is None:
             return
-        del running[index]
+        step_id = running.pop(index)
+        assert step_id is not None
         self._released.setdefault(node, []).append(index)
+        self._attempt_over(node, step_id)
         self._dispatch()
 
     def mark_test_pending(self, item: str) -> None:
@@ -126,12 +167,21 @@ class DagScheduling:
     def remove_node(self, node: WorkerController) -> str | None:
         """A worker went away; return a node id it was running (xdist reports it as crashed) after
         reporting the others it ran at the same time as crashed too."""
+        if node not in self._nodes:
+            raise KeyError(node)  # lost before it was ready: xdist expects this
         self._nodes.remove(node)
+        inbox = self._inboxes.pop(node, None)
+        if inbox is not None:
+            inbox.close()
         self._collections.pop(node, None)
         self._released.pop(node, None)
         if node in self._ready:
             self._ready.remove(node)
-        lost = [self._nodeids[index] for index in self._running.pop(node, {})]
+        running = self._running.pop(node, {})
+        for step_id in running.values():
+            if step_id is not None:
+                self._drop_locks(step_id)
+        lost = [self._nodeids[index] for index in running]
         if self._started and self._nodes:
             self.controller.set_slots(self._slots())
         for nodeid in lost[1:]:
@@ -181,7 +231,11 @@ class DagScheduling:
     def _dispatch(self) -> None:
         for action in self.controller.take_actions():
             if isinstance(action, Start):
-                self._starts.append(action)
+                step = self.controller.steps[action.step_id]
+                if step.locks:  # taken here, whatever machine runs the step (lock_broker.py)
+                    self._locking[action.step_id] = self._broker.request(action, step.locks, step.timeout_sec or None)
+                else:
+                    self._starts.append(action)
             elif isinstance(action, Cancel):
                 self._cancel_running(action)
             elif isinstance(action, Wait):
@@ -190,26 +244,148 @@ class DagScheduling:
                 timer.daemon = True
                 timer.start()
                 self._timers.append(timer)
+        self._take_locks()
         stopping = self.controller.stop_reason() is not None
-        while (self._starts or (self._plain and not stopping)) and (node := self._least_busy()) is not None:
-            if self._starts:
-                start = self._starts.popleft()
-                if not self.controller.claim(start, node.gateway.id):
-                    continue  # a cancel overtook it: it never runs
-                index = self._index[self.controller.places[start.step_id].nodeid]
-                self._running.setdefault(node, {})[index] = start.step_id
-                send_step(node, index, start.step_id, start.attempt, start.if_failed.value)
+        waiting: deque[Start] = deque()
+        while self._starts:
+            start = self._starts.popleft()
+            if not self.controller.is_handed(start):
+                self._drop_locks(start.step_id)  # a cancel overtook it: it never runs
+                continue
+            node = self._least_busy(start.step_id)
+            if node is not None:
+                self._send(node, start)
+            elif self._fits_nowhere(start.step_id):
+                self._no_worker(start)
             else:
-                index = self._plain.popleft()
-                self._running.setdefault(node, {})[index] = None
-                node.send_runtest_some([index])
+                waiting.append(start)  # its workers are busy; the starts behind it may go elsewhere
+        self._starts = waiting
+        while self._plain and not stopping and (node := self._least_busy(None)) is not None:
+            index = self._plain.popleft()
+            self._running.setdefault(node, {})[index] = None
+            node.send_runtest_some([index])
 
-    def _least_busy(self) -> WorkerController | None:
-        """The worker with the most free slots (spreading steps over workers first), or None."""
+    def _send(self, node: WorkerController, start: Start) -> None:
+        if not self.controller.claim(start, node.gateway.id):
+            self._drop_locks(start.step_id)
+            return
+        index = self._index[self.controller.places[start.step_id].nodeid]
+        self._running.setdefault(node, {})[index] = start.step_id
+        deliveries = self.controller.deliveries_for(start.step_id)
+        if is_remote(node):
+            self._send_files(node, deliveries)
+        grant = self._granted.get(start.step_id)
+        send_step(
+            node,
+            index,
+            start.step_id,
+            start.attempt,
+            start.if_failed.value,
+            held=None if grant is None else asdict(grant.held),
+            deliveries=[asdict(file) for file in deliveries],
+        )
+
+    def _send_files(self, node: WorkerController, files: tuple[ProvidedFile, ...]) -> None:
+        """Send a remote worker the files its step consumes, each once (the worker keeps them)."""
+        has = self._has_files.setdefault(spec_key(node), set())
+        for file in files:
+            if (file.path, file.sha256) in has:
+                continue
+            kept = kept_path(self.controller.context.run_dir, file.path)
+            try:
+                with kept.open("rb") as handle:
+                    for block in blocks(handle, CHUNK):
+                        send_file_piece(node, file.path, block, False)
+            except OSError as error:  # the step then fails, saying the file was not delivered
+                log.warning("planrun: cannot send %s to %s: %s", kept, node.gateway.id, error)
+                continue
+            send_file_piece(node, file.path, b"", True)
+            has.add((file.path, file.sha256))
+
+    def _attempt_over(self, node: WorkerController, step_id: str) -> None:
+        """A step's attempt on ``node`` ended: its locks go, and the worker holds what it provided."""
+        self._drop_locks(step_id)
+        record = self.controller.last_record(step_id)
+        if record is not None and record.provided:
+            self._has_files.setdefault(spec_key(node), set()).update((f.path, f.sha256) for f in record.provided)
+
+    # -- locks ------------------------------------------------------------------------------------
+
+    def _take_locks(self) -> None:
+        for step_id, grant in list(self._locking.items()):
+            if not self.controller.is_handed(grant.start):  # cancelled while waiting
+                del self._locking[step_id]
+                grant.release()
+        for grant in self._broker.take_decided():
+            step_id = grant.start.step_id
+            if self._locking.get(step_id) is not grant:
+                grant.release()
+                continue
+            del self._locking[step_id]
+            if grant.error is None:
+                self._granted[step_id] = grant
+                self._starts.append(grant.start)
+                continue
+            timed_out = isinstance(grant.error, LockTimeout)
+            timeout = self.controller.steps[step_id].timeout_sec
+            error = (
+                f"timed out after {timeout:g} s waiting for lock '{grant.error}'"
+                if timed_out
+                else f"cancelled: {grant.error}"
+            )
+            record = self.controller.unsent_record(
+                grant.start,
+                "controller",
+                error,
+                timed_out=timed_out,
+                timeout_kind="wall_clock" if timed_out else None,
+                waited_for_lock=grant.waited_for,
+                lock_wait=grant.waited,
+            )
+            self.controller.report_unsent(grant.start, record)
+
+    def _drop_locks(self, step_id: str) -> None:
+        grant = self._granted.pop(step_id, None)
+        if grant is not None:
+            grant.release()
+
+    # -- placement --------------------------------------------------------------------------------
+
+    def _required(self, step_id: str | None) -> tuple[str, ...]:
+        return () if step_id is None else tuple(self.controller.steps[step_id].runs_on)
+
+    def _node_labels(self, node: WorkerController) -> frozenset[str]:
+        known = self._labels.get(spec_key(node))
+        return known if known is not None else self._worker_labels.get(str(node.gateway.id), frozenset())
+
+    def _fits_nowhere(self, step_id: str) -> bool:
+        """No worker that is up or starting (a replacement among them) can run the step."""
+        required = self._required(step_id)
+        nodes = {*self._nodes, *starting_nodes(self.config)}
+        return not any(fits(required, self._node_labels(node)) for node in nodes)
+
+    def _no_worker(self, start: Start) -> None:
+        required = self._required(start.step_id)
+        workers = ", ".join(sorted(str(n.gateway.id) for n in self._nodes)) or "none"
+        error = f"no worker left that can run it: runs_on {list(required)} (workers up: {workers})"
+        self._drop_locks(start.step_id)
+        self.controller.report_unsent(start, self.controller.unsent_record(start, "controller", error))
+
+    def _restart_failed(self, node: WorkerController, error: str) -> None:
+        """xdist could not start a replacement for a lost worker: go on without it."""
+        terminal = self.config.pluginmanager.getplugin("terminalreporter")
+        if terminal is not None:
+            terminal.write_line(f"[{node.gateway.id}] lost and not replaced: {error}")
+        self._post_wake()
+
+    def _least_busy(self, step_id: str | None) -> WorkerController | None:
+        """The worker with the most free slots (spreading steps over workers first) that may run
+        ``step_id`` (None: an ordinary test), or None."""
+        required = self._required(step_id)
         best, free = None, 0
         for node in self._ready:
             left = self._per_worker - len(self._running.get(node, {}))
-            if left > free:
+            if left > free and fits(required, self._node_labels(node)):
                 best, free = node, left
         return best
 
@@ -222,3 +398,6 @@ class DagScheduling:
     def shutdown(self) -> None:
         for timer in self._timers:
             timer.cancel()
+        self._broker.release_all()
+        for inbox in self._inboxes.values():
+            inbox.close()

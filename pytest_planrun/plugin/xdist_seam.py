@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ..remote.messages import FILE, SIDE_CHANNEL
+
 if TYPE_CHECKING:
     from xdist.workermanage import WorkerController
 
@@ -121,9 +123,77 @@ def report_crashed(config: pytest.Config, nodeid: str, node: WorkerController) -
         dsession.handle_crashitem(nodeid, node)
 
 
-def send_step(node: WorkerController, index: int, step_id: str, attempt: int, if_failed: str) -> None:
-    """Ask ``node`` to run one attempt now (handled by ``WorkerChannel`` on the worker)."""
-    node.sendcommand(RUN_STEP, index=index, step_id=step_id, attempt=attempt, if_failed=if_failed)
+def send_step(node: WorkerController, index: int, step_id: str, attempt: int, if_failed: str, **extra: Any) -> None:
+    """Ask ``node`` to run one attempt now (handled by ``WorkerChannel`` on the worker); ``extra``:
+    plain data the worker's loop reads (locks the controller holds, files to place)."""
+    node.sendcommand(RUN_STEP, index=index, step_id=step_id, attempt=attempt, if_failed=if_failed, **extra)
+
+
+def is_remote(node: WorkerController) -> bool:
+    """Whether ``node`` may not share this machine's files: anything but a plain ``popen`` worker
+    (xdist itself treats ``popen//chdir=`` as remote, rsyncing to it)."""
+    spec = node.gateway.spec
+    return not (spec.popen and not spec.chdir and not getattr(spec, "via", None))
+
+
+def open_side_channel(node: WorkerController, on_message: Callable[[object], None]) -> None:
+    """Open a channel of our own on ``node``'s gateway, with ``on_message`` called (on execnet's
+    receiver thread) for what the worker sends on it, and hand it to the worker. xdist's channel
+    would refuse events it does not know (workermanage.py ``process_from_remote``); a second
+    ``remote_exec`` is not allowed on xdist's ``main_thread_only`` gateways, but a channel may travel
+    inside a message."""
+    channel = node.gateway.newchannel()
+    channel.setcallback(on_message)
+    node.sendcommand(SIDE_CHANNEL, channel=channel)
+
+
+def send_file_piece(node: WorkerController, path: str, data: bytes, end: bool) -> None:
+    node.sendcommand(FILE, path=path, data=data, end=end)
+
+
+def spec_key(node: WorkerController) -> int:
+    """What a worker and the replacement xdist starts for it share: xdist 3.8 dsession.py
+    ``_clone_node`` gives the dead worker's spec object a new id and starts the new one with it."""
+    return id(node.gateway.spec)
+
+
+def starting_nodes(config: pytest.Config) -> list[WorkerController]:
+    """Workers xdist has started that have not reported ready yet (replacements among them)."""
+    dsession: Any = config.pluginmanager.getplugin("dsession")
+    return list(getattr(dsession, "_active_nodes", ())) if dsession is not None else []
+
+
+def survive_lost_hosts(config: pytest.Config, on_failed: Callable[[WorkerController, str], None]) -> None:
+    """When a worker dies xdist starts a replacement with the same spec (dsession.py
+    ``worker_errordown`` -> ``_clone_node``); for a remote worker whose host is gone that raises,
+    and xdist would end the whole run with an internal error. Here the failure is reported to
+    ``on_failed(node, error)`` and the run goes on with the workers it has."""
+    dsession: Any = config.pluginmanager.getplugin("dsession")
+    if dsession is None or not hasattr(dsession, "_clone_node"):
+        return
+    clone = dsession._clone_node
+
+    def clone_or_give_up(node: WorkerController) -> WorkerController | None:
+        try:
+            return clone(node)  # type: ignore[no-any-return]
+        except Exception as error:
+            on_failed(node, f"{type(error).__name__}: {error}")
+            return None
+
+    dsession._clone_node = clone_or_give_up
+
+
+def worker_ids(config: pytest.Config) -> list[str] | None:
+    """The ids xdist gives its first workers (gw0, gw1, ...), None when not known yet (``-n auto``)."""
+    option = config.option
+    count = getattr(option, "numprocesses", None)
+    if isinstance(count, int) and count > 0:
+        return [f"gw{i}" for i in range(count)]
+    if getattr(option, "tx", None):
+        from xdist.workermanage import parse_tx_spec_config
+
+        return [f"gw{i}" for i in range(len(parse_tx_spec_config(config)))]
+    return None
 
 
 def send_cancel(node: WorkerController, step_id: str, reason: str) -> None:
@@ -162,6 +232,7 @@ class WorkerChannel:
         on_cancel: Callable[[str, str], None],
         on_plain: Callable[[int], None],
         on_end: Callable[[], None],
+        on_other: dict[str, Callable[[dict[str, Any]], None]] | None = None,
     ) -> None:
         """Receive the controller's commands; the callbacks run on execnet's receiver thread."""
         interactor = self._interactor
@@ -181,6 +252,8 @@ class WorkerChannel:
                     on_plain(index)
             elif name == "shutdown":
                 on_end()
+            elif on_other and name in on_other:
+                on_other[name](dict(kwargs))
             else:
                 interactor.handle_command(command)
 

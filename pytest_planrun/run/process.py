@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, Literal
 
@@ -24,6 +25,9 @@ import psutil
 log = logging.getLogger(__name__)
 
 CHUNK = 65536
+
+
+Forward = Callable[[str, bytes], None]  # ("stdout" | "stderr", masked bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,9 @@ class AttemptSpec:
     stderr_path: Path
     secrets: tuple[str, ...] = ()
     kill_grace: float = 3.0
+    # also hands each piece of output, masked as written to the log, to its stream's callback
+    # (a remote worker streams it to the controller); output then always goes through a pipe
+    forward: Forward | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,10 +197,27 @@ def tail(path: Path, max_bytes: int = 65536, secrets: tuple[str, ...] = ()) -> s
     return text
 
 
+class _Log:
+    """A log file that also hands what is written to it to a callback (see ``AttemptSpec.forward``)."""
+
+    def __init__(self, target: IO[bytes], forward: Callable[[bytes], None] | None) -> None:
+        self.target = target
+        self.forward = forward
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self.target.write(data)
+            if self.forward is not None:
+                self.forward(data)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
 class _Sink:
     """One output pipe copied to its log file, masking secrets even when one straddles two chunks."""
 
-    def __init__(self, target: IO[bytes], secrets: list[bytes]) -> None:
+    def __init__(self, target: _Log, secrets: list[bytes]) -> None:
         self.target = target
         self.secrets = secrets
         self.keep = max((len(s) for s in secrets), default=1) - 1
@@ -347,21 +371,24 @@ def run_attempt(spec: AttemptSpec, token: CancelToken | None = None, watch: Watc
         duration = time.monotonic() - start
         return AttemptOutcome(code, timed_out, cancelled, error, started_at, time.time(), duration, pid, silent)
 
-    with spec.stdout_path.open("wb") as out, spec.stderr_path.open("wb") as err:
+    with spec.stdout_path.open("wb") as out_file, spec.stderr_path.open("wb") as err_file:
+        forward = spec.forward
+        out = _Log(out_file, None if forward is None else partial(forward, "stdout"))
+        err = _Log(err_file, None if forward is None else partial(forward, "stderr"))
         if token is not None and token.reason is not None:
             return outcome(None, f"cancelled: {token.reason}", cancelled=token.reason)
         argv = ["/bin/sh", "-c", spec.argv[0]] if spec.shell else list(spec.argv)
         secrets = [s.encode() for s in spec.secrets if s]
         # Output goes through a pipe when it must be masked or its silence timed; else straight to the file.
-        piped = bool(secrets) or watch.silence is not None
+        piped = bool(secrets) or watch.silence is not None or forward is not None
         try:
             proc = subprocess.Popen(
                 argv,
                 cwd=spec.cwd,
                 env=dict(spec.env),
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE if piped else out,
-                stderr=subprocess.PIPE if piped else err,
+                stdout=subprocess.PIPE if piped else out_file,
+                stderr=subprocess.PIPE if piped else err_file,
                 start_new_session=True,
             )
         except FileNotFoundError:

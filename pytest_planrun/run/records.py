@@ -13,9 +13,11 @@ from typing import Any, Literal
 
 from ..core.retry import AttemptFailure
 from ..core.state import Outcome
+from .provided import ProvidedFile
 
 AttemptState = Literal["succeeded", "failed", "canceled"]  # the ledger's attempt states
 TimeoutKind = Literal["wall_clock", "no_output"]
+
 
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:
@@ -43,6 +45,7 @@ class AttemptRecord:
     # the seconds waited before the next attempt
     retry_reason: str | None = None
     retry_delay: float | None = None
+    provided: tuple[ProvidedFile, ...] = ()  # the files a succeeded attempt provided (``provides`` paths)
 
     def headline(self) -> str:
         """One line, fit for a dashboard: "exit code 2 after 3 attempts", "timed out after 5 s"."""
@@ -60,7 +63,8 @@ class AttemptRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AttemptRecord:
-        return cls(**data)
+        provided = tuple(ProvidedFile(**f) for f in data.get("provided", ()))
+        return cls(**{**data, "provided": provided})
 
 
 ALLOWED_FAILURE = "allowed failure (critical: false)"  # how every report names a tolerated failure

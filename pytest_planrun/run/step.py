@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ..plan import Masker, ResolvedStep
 from .locks import LockCancelled, LockTimeout, holding
-from .process import AttemptOutcome, AttemptSpec, CancelToken, Watch, run_attempt
+from .process import AttemptOutcome, AttemptSpec, CancelToken, Forward, Watch, run_attempt
+from .provided import DEFAULT_LIMIT_MB, ProvidedFile, ProvideFailed, collect, deliver
 from .records import AttemptRecord, AttemptState
 
 
@@ -27,6 +28,28 @@ class RunContext:
     invocation_dir: Path
     masker: Masker
     kill_grace: float = 3.0
+    # a remote worker writes logs into a run directory of its own and streams them to the
+    # controller's (this one): reports name the controller's paths
+    shown_run_dir: Path | None = None
+    provide_limit: int = int(DEFAULT_LIMIT_MB * 1024 * 1024)  # bytes, per provided file
+
+    def shown(self, path: str) -> str:
+        """``path`` (in ``run_dir``) as the controller knows it."""
+        if self.shown_run_dir is None or not path:
+            return path
+        try:
+            return str(self.shown_run_dir / Path(path).relative_to(self.run_dir))
+        except ValueError:
+            return path
+
+
+@dataclass(frozen=True, slots=True)
+class HeldLocks:
+    """The step's locks, already taken by the controller of an xdist run before it sent the attempt
+    (whatever machine runs it, one process decides): the attempt does not take them again."""
+
+    waited_for: str | None  # a lock another run held when the controller wanted it
+    waited: float  # seconds the controller waited; part of the attempt's timeout
 
 
 def shell_line(step: ResolvedStep) -> str:
@@ -67,44 +90,65 @@ def execute_attempt(
     token: CancelToken | None = None,
     on_beat: Callable[[], None] | None = None,
     beat_every: float | None = None,
+    forward: Forward | None = None,
+    held: HeldLocks | None = None,
+    deliveries: tuple[ProvidedFile, ...] = (),
 ) -> AttemptRecord:
     """Run one attempt of ``step`` to its end and describe how it ended; ``on_beat`` is called every
-    ``beat_every`` seconds while the process runs."""
+    ``beat_every`` seconds while the process runs, ``forward`` with its output as it is logged.
+    ``deliveries``: files of the steps it consumes from, placed before its command starts."""
     stdout_path, stderr_path = log_paths(ctx.run_dir, step.id, attempt)
     argv = (shell_line(step),) if step.shell else (step.command, *step.args)
+    cwd = ctx.invocation_dir / step.cwd
     spec = AttemptSpec(
         argv=argv,
         shell=step.shell,
-        cwd=ctx.invocation_dir / step.cwd,
+        cwd=cwd,
         env=step_environment(step, ctx, attempt),
         timeout=step.timeout_sec or None,
         stdout_path=stdout_path,
         stderr_path=stderr_path,
         secrets=ctx.masker.secrets,
         kill_grace=ctx.kill_grace,
+        forward=forward,
     )
     waited: list[str] = []
     begun, begun_wall = time.monotonic(), time.time()
     deadline = begun + step.timeout_sec if step.timeout_sec else None
-    try:
-        with holding(step.locks, deadline=deadline, token=token, on_wait=waited.append) as lock_wait:
-            if deadline is not None:
-                spec = replace(spec, timeout=max(0.001, deadline - time.monotonic()))
-            watch = Watch(silence=step.no_output_timeout_sec, beat_every=beat_every, on_beat=on_beat)
-            outcome = run_attempt(spec, token, watch)
-    except (LockTimeout, LockCancelled) as stopped:
-        now = time.time()
-        timed_out = isinstance(stopped, LockTimeout)
-        message = (
-            f"timed out after {step.timeout_sec:g} s waiting for lock '{stopped}'"
-            if timed_out
-            else f"cancelled: {stopped}"
-        )
+    if held is not None:
+        waited += [held.waited_for] if held.waited_for else []
+        deadline = None if deadline is None else deadline - held.waited
+    locks = () if held is not None else step.locks
+    provided: tuple[ProvidedFile, ...] = ()
+
+    def not_run(message: str, *, timed_out: bool = False, cancelled: str | None = None) -> AttemptOutcome:
+        """The outcome of an attempt whose command never started; its message is its stderr."""
         stderr_path.parent.mkdir(parents=True, exist_ok=True)
         stdout_path.touch()
         stderr_path.write_text(message + "\n")
-        cancelled = None if timed_out else str(stopped)
-        outcome = AttemptOutcome(None, timed_out, cancelled, message, begun_wall, now, time.monotonic() - begun, None)
+        if forward is not None:
+            forward("stderr", (message + "\n").encode())
+        ended = time.time()
+        return AttemptOutcome(None, timed_out, cancelled, message, begun_wall, ended, time.monotonic() - begun, None)
+
+    try:
+        with holding(locks, deadline=deadline, token=token, on_wait=waited.append) as lock_wait:
+            if held is not None:
+                lock_wait = held.waited
+            if deadline is not None:
+                spec = replace(spec, timeout=max(0.001, deadline - time.monotonic()))
+            try:
+                deliver(deliveries, cwd, ctx.run_dir)
+            except (ProvideFailed, OSError) as undelivered:
+                outcome = not_run(str(undelivered))
+            else:
+                watch = Watch(silence=step.no_output_timeout_sec, beat_every=beat_every, on_beat=on_beat)
+                outcome = run_attempt(spec, token, watch)
+    except (LockTimeout, LockCancelled) as stopped:
+        if isinstance(stopped, LockTimeout):
+            outcome = not_run(f"timed out after {step.timeout_sec:g} s waiting for lock '{stopped}'", timed_out=True)
+        else:
+            outcome = not_run(f"cancelled: {stopped}", cancelled=str(stopped))
         lock_wait = time.monotonic() - begun
     state: AttemptState
     if outcome.cancelled is not None:
@@ -118,6 +162,15 @@ def execute_attempt(
         error = f"timed out after {step.timeout_sec:g} s"  # the step's limit, not what was left of it
     if error is None and state == "failed" and outcome.exit_code is not None:
         error = f"exit code {outcome.exit_code}" if outcome.exit_code >= 0 else f"killed by signal {-outcome.exit_code}"
+    if state == "succeeded" and step.provided_files:
+        try:
+            provided = collect(((f.name, f.path) for f in step.provided_files), cwd, ctx.run_dir, ctx.provide_limit)
+        except (ProvideFailed, OSError) as unprovided:
+            state, error = "failed", str(unprovided)
+            with stderr_path.open("a") as log:
+                log.write(error + "\n")
+            if forward is not None:
+                forward("stderr", (error + "\n").encode())
     return AttemptRecord(
         step_id=step.id,
         attempt=attempt,
@@ -135,4 +188,5 @@ def execute_attempt(
         waited_for_lock=waited[0] if waited else None,
         lock_wait=lock_wait,
         timeout_kind=("no_output" if outcome.silent else "wall_clock") if outcome.timed_out else None,
+        provided=provided,
     )
