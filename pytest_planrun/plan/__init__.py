@@ -5,8 +5,9 @@ PYTEST_DONT_REWRITE
 
 from __future__ import annotations
 
+from .files import ProvidedPath
 from .load import LoadedPlan, ResolvedStep, load_plan
-from .model import Globals, OnFailure, Plan, Step, UiHints, VariableSpec, plan_json_schema
+from .model import Globals, OnFailure, Plan, ProvidedFile, Step, UiHints, VariableSpec, plan_json_schema
 from .problems import PlanError, Problem
 from .validate import check_steps
 from .variables import Masker, find_references, resolve_variables, substitute
@@ -19,6 +20,8 @@ __all__ = [
     "Plan",
     "PlanError",
     "Problem",
+    "ProvidedFile",
+    "ProvidedPath",
     "ResolvedStep",
     "Step",
     "UiHints",

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from .model import Globals, Plan, Step, UiHints, VariableSpec
+from .model import Globals, Plan, ProvidedFile, Step, UiHints, VariableSpec
 from .problems import Problem
 from .validate import did_you_mean, step_label
 
@@ -35,9 +35,11 @@ _MESSAGES = {
     "too_short": "must not be empty",
 }
 # For these the message already says everything, or the input is the whole enclosing object.
-_NO_VALUE = {"missing", "extra_forbidden", "step_id", "too_short", "string_too_short", "retry_on_code"}
-# Tags of the `variables` union (model.VariableEntry); pydantic puts them in the error location.
+_NO_VALUE = {"missing", "extra_forbidden", "step_id", "label", "too_short", "string_too_short", "retry_on_code"}
+# Tags of the tagged unions (model.VariableEntry, RunsOn, ProvidesEntry), which pydantic puts in the
+# error location after the field (``variables.X``, ``steps[i].runs_on``, ``steps[i].provides[j]``).
 _VARIABLE_TAGS = {"default", "spec"}
+_STEP_TAGS = {"runs_on": {"label", "labels"}, "provides": {"name", "file"}}
 
 
 def format_field(parts: Sequence[int | str]) -> str | None:
@@ -62,6 +64,7 @@ def validation_problems(error: ValidationError, raw_steps: Sequence[Any], file: 
         loc: Loc = tuple(details["loc"])
         if len(loc) >= 3 and loc[0] == "variables" and loc[2] in _VARIABLE_TAGS:
             loc = loc[:2] + loc[3:]
+        loc = _without_step_tag(loc)
         if _counted_only_valid_items(details):
             continue
         message, hint = _describe(details, loc)
@@ -74,6 +77,16 @@ def validation_problems(error: ValidationError, raw_steps: Sequence[Any], file: 
         if problem not in problems:
             problems.append(problem)
     return problems
+
+
+def _without_step_tag(loc: Loc) -> Loc:
+    """``("steps", 0, "runs_on", "labels", 1)`` -> ``("steps", 0, "runs_on", 1)``."""
+    if len(loc) >= 4 and loc[0] == "steps" and isinstance(loc[2], str) and loc[2] in _STEP_TAGS:
+        # the tag follows the field (runs_on) or the list item (provides[j])
+        at = 3 if loc[2] == "runs_on" else 4
+        if len(loc) > at and loc[at] in _STEP_TAGS[loc[2]]:
+            return loc[:at] + loc[at + 1 :]
+    return loc
 
 
 def _counted_only_valid_items(details: ErrorDetails) -> bool:
@@ -109,6 +122,8 @@ def _model_at(loc: Loc) -> type[BaseModel]:
         return VariableSpec
     if loc[0] == "steps" and len(loc) == 2:
         return Step
+    if loc[0] == "steps" and len(loc) == 4 and loc[2] == "provides":
+        return ProvidedFile
     return UiHints  # ("steps", i, "ui_hints"), the only other nested model
 
 

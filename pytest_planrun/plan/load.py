@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from ..core.conditions import ConditionError, compile_condition
 from .errors import format_field, locate, validation_problems
+from .files import ProvidedPath, file_problems, provided_files
 from .model import OnFailure, Plan, Step, VariableSpec
 from .problems import PlanError, PlanJSONDecodeError, PlanNotFoundError, Problem
 from .validate import check_steps, step_label
@@ -54,6 +55,9 @@ class ResolvedStep:
     retry_max_delay_sec: float | None = None
     retry_jitter: bool = False
     retry_on: tuple[str | int, ...] = ("failure", "timeout")
+    runs_on: tuple[str, ...] = ()  # labels a worker must all carry; empty: any worker
+    # the ``provides`` entries that are files (their names are in ``provides`` too)
+    provided_files: tuple[ProvidedPath, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,7 @@ def load_plan(
         problems.extend(missing)
     else:
         values.update({name: f"${{{name}}}" for name, _ in _references(raw, raw_steps) if name not in values})
+    problems.extend(file_problems(raw_steps, values, file))
     if plan is not None:
         problems.extend(_condition_problems(plan, values, file))
     if problems or plan is None:
@@ -281,6 +286,11 @@ def _references(raw: dict[str, Any], raw_steps: list[Any]) -> Iterator[tuple[str
             for position, arg in enumerate(args):
                 yield from _in_text(arg, f"{at} field '{format_field(('args', position))}'")
         yield from _in_env(step.get("env"), f"{at} field 'env")
+        provides = step.get("provides")
+        if isinstance(provides, list):
+            for position, entry in enumerate(provides):
+                if isinstance(entry, dict):
+                    yield from _in_text(entry.get("path"), f"{at} field 'provides[{position}].path'")
 
 
 def _in_env(env: Any, prefix: str) -> Iterator[tuple[str, str]]:
@@ -361,10 +371,12 @@ def _resolve_step(plan: Plan, index: int, step: Step, values: Mapping[str, str])
         tags=tuple(step.tags),
         weight=step.ui_hints.weight if step.ui_hints is not None else None,
         locks=tuple(step.locks),
-        provides=tuple(step.provides),
+        provides=step.provided_names(),
         consumes=tuple(step.consumes),
         condition=step.condition,
         no_output_timeout_sec=step.effective_no_output_timeout(plan.globals),
+        runs_on=step.required_labels(),
+        provided_files=provided_files(step.provides, values),
         **_retry_policy(plan, step),
     )
 

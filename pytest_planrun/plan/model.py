@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ..core.placement import LABEL_PATTERN, is_label
 from .problems import PlanNotFoundError
 
 OnFailure = Literal["abort", "skip_dependents", "continue"]
@@ -83,6 +84,67 @@ RetryOnEntry = Annotated[
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+def _check_label(value: str) -> str:
+    if not value:
+        raise PydanticCustomError("label", "a label must not be empty")
+    if not is_label(value):
+        raise PydanticCustomError(
+            "label", "invalid label {value}: use letters, digits, '_', '.' and '-'", {"value": repr(value)}
+        )
+    return value
+
+
+Label = Annotated[str, AfterValidator(_check_label), Field(json_schema_extra={"pattern": LABEL_PATTERN})]
+
+
+def _runs_on_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "label"
+    if isinstance(value, list):
+        return "labels"
+    return None
+
+
+# A tagged union rather than a plain one: a bad label's error names one place (``runs_on[1]``), where
+# ``str | list[str]`` would report it once per member. plan/errors.py drops the tag from locations.
+RunsOn = Annotated[
+    Annotated[Label, Tag("label")] | Annotated[list[Label], Tag("labels")],
+    Discriminator(
+        _runs_on_kind,
+        custom_error_type="runs_on_type",
+        custom_error_message="must be a label or a list of labels",
+    ),
+]
+
+
+class ProvidedFile(_Frozen):
+    """A resource that is a file: consumers get the file at ``path``."""
+
+    name: Annotated[str, Field(min_length=1)]
+    """The resource's name, as consumers list it in ``consumes``."""
+    path: Annotated[str, Field(min_length=1)]
+    """The file, relative to the directory pytest was invoked from (as ``cwd``); ``${NAME}`` is
+    substituted; no absolute path, no '..'."""
+
+
+def _provides_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "name"
+    if isinstance(value, dict | ProvidedFile):
+        return "file"
+    return None
+
+
+ProvidesEntry = Annotated[
+    Annotated[str, Tag("name")] | Annotated[ProvidedFile, Tag("file")],
+    Discriminator(
+        _provides_kind,
+        custom_error_type="provides_type",
+        custom_error_message="must be a resource name or an object with 'name' and 'path'",
+    ),
+]
 
 
 class UiHints(_Frozen):
@@ -180,7 +242,8 @@ class Step(_Frozen):
     locks: list[str] = []
     """Steps sharing a lock name never run at the same time, even across runs on one machine."""
     on_failure: OnFailure = "abort"
-    provides: list[str] = []
+    provides: list[ProvidesEntry] = []
+    """Resources this step provides: names, or ``{"name": ..., "path": ...}`` for a file it hands on."""
     consumes: list[str] = []
     """Resources that a transitive dependency must provide."""
     tags: list[str] = []
@@ -188,6 +251,8 @@ class Step(_Frozen):
     no_output_timeout_sec: PositiveSeconds | None = None
     """Seconds of silence on stdout and stderr before the attempt is killed; null means
     ``globals.default_no_output_timeout_sec``."""
+    runs_on: RunsOn | None = None
+    """Labels a worker must all carry to run this step (one label or a list); null means any worker."""
 
     def effective_timeout(self, globals: Globals) -> float:
         """The step's timeout in seconds, falling back to the plan default."""
@@ -202,6 +267,16 @@ class Step(_Frozen):
     def effective_retries(self, globals: Globals) -> int:
         """The step's extra attempts; an explicit 0 beats a non-zero plan default."""
         return self.retries if self.retries is not None else globals.default_retries
+
+    def required_labels(self) -> tuple[str, ...]:
+        """The labels of ``runs_on`` as a tuple, each once; empty means any worker."""
+        if self.runs_on is None:
+            return ()
+        return tuple(dict.fromkeys([self.runs_on] if isinstance(self.runs_on, str) else self.runs_on))
+
+    def provided_names(self) -> tuple[str, ...]:
+        """The name of every resource in ``provides``, plain and file ones, in order."""
+        return tuple(entry if isinstance(entry, str) else entry.name for entry in self.provides)
 
 
 class Plan(_Frozen):
@@ -242,6 +317,7 @@ class Plan(_Frozen):
                     "args": list(s.args),
                     "cwd": s.cwd,
                     "env": {k: s.env[k] for k in s.step.env},
+                    "provides": _with_paths(s.step.provides, [f.path for f in s.provided_files]),
                 }
             )
             for s in loaded.steps
@@ -249,6 +325,14 @@ class Plan(_Frozen):
         return loaded.plan.model_copy(
             update={"globals": loaded.plan.globals.model_copy(update={"env": env}), "steps": steps}
         )
+
+
+def _with_paths(provides: list[str | ProvidedFile], paths: list[str]) -> list[str | ProvidedFile]:
+    """``provides`` with each file's path replaced by the next of ``paths`` (the resolved ones)."""
+    resolved = iter(paths)
+    return [
+        entry if isinstance(entry, str) else entry.model_copy(update={"path": next(resolved)}) for entry in provides
+    ]
 
 
 def plan_json_schema() -> dict[str, Any]:

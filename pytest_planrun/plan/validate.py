@@ -37,6 +37,15 @@ def _str_list(raw: dict[str, Any], key: str) -> list[str]:
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
+def provided_names(raw: dict[str, Any]) -> list[str]:
+    """The resource names a raw step provides: plain names and the ``name`` of file objects."""
+    value = raw.get("provides")
+    if not isinstance(value, list):
+        return []
+    names = [item.get("name") if isinstance(item, dict) else item for item in value]
+    return [name for name in names if isinstance(name, str)]
+
+
 def check_steps(raw_steps: list[Any], file: str) -> list[Problem]:
     """Report duplicate ids, unknown and self dependencies, cycles, and consumed resources that no
     transitive dependency provides."""
@@ -101,7 +110,7 @@ def _cycle_problems(deps: dict[str, list[str]], file: str) -> list[Problem]:
 def _resource_problems(steps: dict[str, dict[str, Any]], deps: dict[str, list[str]], file: str) -> list[Problem]:
     providers: dict[str, list[str]] = {}
     for step_id, raw in steps.items():
-        for resource in _str_list(raw, "provides"):
+        for resource in provided_names(raw):
             providers.setdefault(resource, []).append(step_id)
     problems: list[Problem] = []
     for step_id, raw in steps.items():

@@ -10,13 +10,14 @@ PYTEST_DONT_REWRITE
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from ..core.placement import SERIAL_WORKER, is_label
 from ..ledger.directory import DEFAULT_LEDGER
 
 if TYPE_CHECKING:
@@ -48,6 +49,11 @@ MAX_PROVIDED_HELP = (
     "Largest file a step may provide to others (provides with a path), in MB (default: 100); "
     "a larger one fails the step"
 )
+WORKER_LABEL_HELP = (
+    f"Labels of a worker for steps with runs_on: WORKER=LABEL[,LABEL...] (gw0=linux,gpu; without xdist the one "
+    f"worker is {SERIAL_WORKER}); repeatable, one per line in the ini key. The option's labels of a worker replace "
+    f"the ini key's"
+)
 
 
 def parse_assume(text: str) -> tuple[str, Assumption]:
@@ -63,6 +69,19 @@ def parse_var(text: str) -> tuple[str, str]:
         return split_var(text)
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
+
+
+def parse_worker_label(text: str, where: str = "--planrun-worker-label") -> tuple[str, frozenset[str]]:
+    """``gw0=linux,gpu`` -> ``("gw0", {"linux", "gpu"})``; ``gw0=`` gives the worker no labels."""
+    worker, sep, listed = text.partition("=")
+    labels = [label.strip() for label in listed.split(",")] if listed.strip() else []
+    worker = worker.strip()
+    if not sep or not is_label(worker) or not all(is_label(label) for label in labels):
+        raise pytest.UsageError(
+            f"{where} expects WORKER=LABEL[,LABEL...] (for example gw0=linux,gpu; names and labels of "
+            f"letters, digits, '_', '.', '-'), got {text!r}"
+        )
+    return worker, frozenset(labels)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -103,6 +122,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="STEP=OUTCOME",
         help=ASSUME_HELP,
     )
+    group.addoption(
+        "--planrun-worker-label",
+        action="append",
+        dest="planrun_worker_label",
+        default=[],
+        type=parse_worker_label,
+        metavar="WORKER=LABELS",
+        help=WORKER_LABEL_HELP,
+    )
+    parser.addini("planrun_worker_labels", WORKER_LABEL_HELP, type="linelist", default=[])
     parser.addini("planrun_ledger", LEDGER_HELP)
     parser.addini("planrun_kill_grace", KILL_GRACE_HELP)
     parser.addini("planrun_slots_per_worker", SLOTS_HELP)
@@ -142,6 +171,19 @@ def _count(value: str, where: str) -> int:
     return count
 
 
+def _worker_labels(ini_lines: Iterable[str], flags: Iterable[tuple[str, frozenset[str]]]) -> dict[str, frozenset[str]]:
+    """Each worker's labels: the flags' labels of a worker replace its ini labels; within one
+    source, a worker named more than once carries all the labels given."""
+    from_ini: dict[str, frozenset[str]] = {}
+    for line in ini_lines:
+        worker, labels = parse_worker_label(line, "ini planrun_worker_labels")
+        from_ini[worker] = from_ini.get(worker, frozenset()) | labels
+    from_flags: dict[str, frozenset[str]] = {}
+    for worker, labels in flags:
+        from_flags[worker] = from_flags.get(worker, frozenset()) | labels
+    return {**from_ini, **from_flags}
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every planrun setting, with its precedence resolved (flag, then ini key, then default)."""
@@ -163,6 +205,8 @@ class Settings:
     assume: tuple[tuple[str, Assumption], ...] = ()  # --planrun-assume: a what-if under --collect-only
     slots_per_worker: int | None = None  # None: max_concurrency divided among the workers
     provide_limit: int = 100 * 1024 * 1024  # bytes per provided file
+    # worker name (gw0, or main without xdist) -> its labels; a worker not named carries none
+    worker_labels: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -204,6 +248,7 @@ class Settings:
             assume=tuple(opt.planrun_assume),
             slots_per_worker=slots,
             provide_limit=provide_limit,
+            worker_labels=_worker_labels(config.getini("planrun_worker_labels"), opt.planrun_worker_label),
         )
 
 

@@ -22,6 +22,7 @@ from types import FrameType
 import pytest
 
 from ..core.graph import assumed_succeeded, topological_order
+from ..core.placement import shown_labels
 from ..core.state import Verdict
 from ..ledger.directory import make_ledger_dir
 from ..plan import LoadedPlan, Masker, PlanError, load_plan
@@ -334,6 +335,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     masked = {k: v for p in plans for k, v in p.masked_variables().items()}
     if masked:
         lines.append("planrun: variables " + ", ".join(f"{k}={v}" for k, v in sorted(masked.items())))
+    if settings.worker_labels:
+        labelled = sorted(settings.worker_labels.items())
+        lines.append("planrun: worker labels " + ", ".join(f"{w}={shown_labels(ls)}" for w, ls in labelled))
     return lines
 
 

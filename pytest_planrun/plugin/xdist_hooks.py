@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ..remote.messages import REMOTE
+from ..remote.shipped import PLANS, ship
 from .items import runtime_key
+from .xdist_seam import is_remote
 
 if TYPE_CHECKING:
     from xdist.workermanage import WorkerController
@@ -20,11 +23,15 @@ class XdistHooks:
         self.config = config
 
     def pytest_configure_node(self, node: WorkerController) -> None:
-        """Workers share the controller's run id and run directory."""
+        """Workers share the controller's run id and run directory; a remote worker, which may not
+        have the plan files nor the environment their variables come from, gets the plans as loaded."""
         runtime = self.config.stash.get(runtime_key, None)
         if runtime is not None:
             node.workerinput["planrun_run_id"] = runtime.context.run_id
             node.workerinput["planrun_run_dir"] = str(runtime.context.run_dir)
+            if is_remote(node):
+                node.workerinput[REMOTE] = True
+                node.workerinput[PLANS] = ship(list(runtime.plans.values()), self.config.rootpath)
 
     @pytest.hookimpl(tryfirst=True)  # xdist's own implementation is trylast; ours decides for plans
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
@@ -42,7 +49,12 @@ class XdistHooks:
         # takes its share of the cap unless --planrun-slots-per-worker says otherwise
         per_worker = config.stash[settings_key].slots_per_worker or -(-cap // worker_count(config))
         scheduler = DagScheduling(
-            config, controller, lambda nodeids: make_places(config, controller, nodeids), cap, per_worker
+            config,
+            controller,
+            lambda nodeids: make_places(config, controller, nodeids),
+            cap,
+            per_worker,
+            config.stash[settings_key].worker_labels,
         )
         plugin.scheduler = scheduler
         return scheduler

@@ -175,7 +175,7 @@ def survive_lost_hosts(config: pytest.Config, on_failed: Callable[[WorkerControl
 
     def clone_or_give_up(node: WorkerController) -> WorkerController | None:
         try:
-            return clone(node)  # type: ignore[no-any-return]
+            return clone(node)
         except Exception as error:
             on_failed(node, f"{type(error).__name__}: {error}")
             return None

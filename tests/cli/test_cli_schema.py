@@ -56,11 +56,24 @@ def test_the_plan_format(schema: dict[str, Any]) -> None:
     assert GLOBALS_FIELDS <= set(globals_["properties"])
     assert STEP_FIELDS <= set(step["properties"]) and step["required"] == ["id", "command"]
     assert step["additionalProperties"] is False
-    for name in ("args", "depends_on", "locks", "provides", "consumes", "tags"):
+    for name in ("args", "depends_on", "locks", "consumes", "tags"):
         assert step["properties"][name]["type"] == "array", name
         assert step["properties"][name]["items"] == {"type": "string"}, name
     assert step["properties"]["on_failure"]["enum"] == ["abort", "skip_dependents", "continue"]
     assert step["properties"]["cwd"]["default"] == "."
+
+
+def test_runs_on_and_provided_files(schema: dict[str, Any]) -> None:
+    step = schema["$defs"]["Step"]["properties"]
+    label = {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"}
+    runs_on = step["runs_on"]["anyOf"]
+    assert runs_on == [{"oneOf": [label, {"type": "array", "items": label}]}, {"type": "null"}]
+    assert "any worker" in step["runs_on"]["description"]
+    assert step["provides"]["type"] == "array"
+    assert step["provides"]["items"] == {"oneOf": [{"type": "string"}, {"$ref": "#/$defs/ProvidedFile"}]}
+    provided = schema["$defs"]["ProvidedFile"]
+    assert (provided["required"], provided["additionalProperties"]) == (["name", "path"], False)
+    assert "relative" in provided["properties"]["path"]["description"]
 
 
 @pytest.mark.parametrize(

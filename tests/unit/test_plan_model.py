@@ -19,6 +19,8 @@ from pytest_planrun.plan import (
     LoadedPlan,
     Plan,
     PlanError,
+    ProvidedFile,
+    ProvidedPath,
     Step,
     load_plan,
     plan_json_schema,
@@ -66,6 +68,49 @@ def test_test_simple_loads_unchanged() -> None:
     assert loaded.deps() == {"step1": [], "step2": ["step1"], "step3": ["step1"], "step4": ["step2", "step3"]}
     assert loaded.step("step4").index == 3
     assert loaded.step("step1").args == ("-c", "print('Step 1 complete')")
+
+
+def test_compat_plans_run_anywhere_and_provide_no_files() -> None:
+    for loaded in (load_plan(COMPAT / "safe_merge.json", {"BRANCH": "main"}), load_plan(COMPAT / "test_simple.json")):
+        assert all(s.runs_on == () and s.provided_files == () for s in loaded.steps)
+        assert all(s.provides == tuple(s.step.provides) and s.provides for s in loaded.steps)
+    assert load_plan(COMPAT / "test_simple.json").step("step4").provides == ("complete",)
+
+
+@pytest.mark.parametrize(
+    ("runs_on", "expected"),
+    [(None, ()), ("gpu", ("gpu",)), (["linux", "gpu"], ("linux", "gpu")), (["gpu", "gpu"], ("gpu",)), ([], ())],
+)
+def test_runs_on_a_label_or_a_list(write_plan: WritePlan, runs_on: Any, expected: tuple[str, ...]) -> None:
+    fields = {} if runs_on is None else {"runs_on": runs_on}
+    loaded = load_plan(write_plan(step("a", **fields)))
+    assert loaded.step("a").runs_on == expected
+    assert loaded.plan.steps[0].runs_on == runs_on  # the model keeps what the plan says
+
+
+def test_provided_files_beside_plain_names(write_plan: WritePlan) -> None:
+    provides = ["log", {"name": "app", "path": "./${OUT}//app-${V}.tgz"}, {"name": "sbom", "path": "sbom.json"}]
+    path = write_plan(step("build", provides=provides), variables={"OUT": "dist"})
+    built = load_plan(path, {"V": "1.2"}).step("build")
+    assert built.provides == ("log", "app", "sbom")
+    assert built.provided_files == (ProvidedPath("app", "dist/app-1.2.tgz"), ProvidedPath("sbom", "sbom.json"))
+    # Plan.from_file substitutes as it does in command and args; lists stay lists
+    model = Plan.from_file(path, {"V": "1.2"}).steps[0]
+    assert model.provides == [
+        "log",
+        ProvidedFile(name="app", path="dist/app-1.2.tgz"),
+        ProvidedFile(name="sbom", path="sbom.json"),
+    ]
+    assert isinstance(model.provides, list)
+    # checking a plan without values keeps the variable in the path
+    unresolved = load_plan(path, require_values=False).step("build")
+    assert unresolved.provided_files[0] == ProvidedPath("app", "dist/app-${V}.tgz")
+
+
+def test_provided_path_is_a_frozen_value() -> None:
+    with pytest.raises(AttributeError):
+        ProvidedPath("app", "a").path = "b"  # type: ignore[misc]
+    assert ProvidedPath("app", "a") == ProvidedPath("app", "a")
 
 
 def test_plan_from_file_substitutes_variables(write_plan: WritePlan) -> None:

@@ -296,6 +296,128 @@ def test_conditions_are_parsed_with_the_plan_and_lock_names_are_free(tmp_path: P
     assert "step 'a', field 'condition': the expression ends too early at column 13" in str(info.value)
 
 
+# --- runs_on and provided files --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("runs_on", "expected"),
+    [
+        ("a b", "field 'runs_on': invalid label 'a b': use letters, digits, '_', '.' and '-'"),
+        ("", "field 'runs_on': a label must not be empty"),
+        (["gpu", "x,y"], "field 'runs_on[1]': invalid label 'x,y': use letters, digits, '_', '.' and '-'"),
+        (["gpu", 3], "field 'runs_on[1]': must be a string, got 3"),
+        (5, "field 'runs_on': must be a label or a list of labels, got 5"),
+        ({"label": "gpu"}, 'field \'runs_on\': must be a label or a list of labels, got {"label": "gpu"}'),
+    ],
+)
+def test_bad_runs_on(problems: Problems, runs_on: Any, expected: str) -> None:
+    assert problems(plan(step("gpu_test", runs_on=runs_on))) == [f"{FILE}: step 'gpu_test', {expected}"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"name": "app"}, "field 'provides[1].path': required field is missing"),
+        ({"path": "dist/app.tgz"}, "field 'provides[1].name': required field is missing"),
+        ({"name": "app", "path": ""}, "field 'provides[1].path': must not be empty"),
+        ({"name": "app", "path": "a", "pth": "b"}, "field 'provides[1].pth': unknown field (did you mean 'path'?)"),
+        (4, "field 'provides[1]': must be a resource name or an object with 'name' and 'path', got 4"),
+        ({"name": "app", "path": 4}, "field 'provides[1].path': must be a string, got 4"),
+    ],
+)
+def test_malformed_provided_file(problems: Problems, entry: Any, expected: str) -> None:
+    assert problems(plan(step("build", provides=["log", entry]))) == [f"{FILE}: step 'build', {expected}"]
+
+
+INSIDE = "a provided file is relative to the directory pytest was invoked from"
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/tmp/app.tgz", f'must be a relative path, got "/tmp/app.tgz"; {INSIDE}'),
+        ("C:/dist/app.tgz", f'must be a relative path, got "C:/dist/app.tgz"; {INSIDE}'),
+        ("dist/../../app.tgz", f"must not contain a '..' component, got \"dist/../../app.tgz\"; {INSIDE}"),
+        ("dist\\app.tgz", "must separate directories with '/', got \"dist\\\\app.tgz\""),
+        ("./", 'must name a file, got "./"'),
+    ],
+)
+def test_bad_provided_path(problems: Problems, path: str, expected: str) -> None:
+    found = problems(plan(step("build", provides=[{"name": "app", "path": path}])))
+    assert found == [f"{FILE}: step 'build', field 'provides[0].path': {expected}"]
+
+
+def test_provided_path_is_checked_after_substitution(problems: Problems) -> None:
+    data = plan(step("build", provides=[{"name": "app", "path": "${OUT}/app.tgz"}]), variables={"OUT": "/srv"})
+    assert problems(data) == [
+        f"{FILE}: step 'build', field 'provides[0].path': must be a relative path, got \"/srv/app.tgz\" "
+        f'(from "${{OUT}}/app.tgz"); {INSIDE}'
+    ]
+    assert problems(data, cli_vars={"OUT": ".."}) == [
+        f"{FILE}: step 'build', field 'provides[0].path': must not contain a '..' component, "
+        f'got "../app.tgz" (from "${{OUT}}/app.tgz"); {INSIDE}'
+    ]
+
+
+def test_undefined_variable_in_a_provided_path(problems: Problems) -> None:
+    assert problems(plan(step("build", provides=[{"name": "app", "path": "${OUT}/app.tgz"}]))) == [
+        f"{FILE}: undefined variable 'OUT' (used in step 'build' field 'provides[0].path'); "
+        'pass --var OUT=VALUE or declare it under "variables"'
+    ]
+
+
+def test_two_files_with_one_path(problems: Problems) -> None:
+    steps = [
+        step("a", provides=[{"name": "app", "path": "dist/app.tgz"}]),
+        step("b", provides=[{"name": "app2", "path": "./dist//app.tgz"}, {"name": "app3", "path": "dist/app.tgz"}]),
+    ]
+    assert problems(plan(*steps)) == [
+        f"{FILE}: step 'b', field 'provides[0].path': 'dist/app.tgz' is also provided by step 'a'; "
+        "each provided file has its own path",
+        f"{FILE}: step 'b', field 'provides[1].path': 'dist/app.tgz' is also provided by step 'a'; "
+        "each provided file has its own path",
+    ]
+
+
+ONE_PROVIDER = "a resource that is a file has one provider; give the other a different name"
+
+
+def test_a_file_resource_has_one_provider(problems: Problems) -> None:
+    steps = [
+        step("a", provides=["app", {"name": "lib", "path": "lib.so"}]),
+        step("b", provides=[{"name": "app", "path": "app.tgz"}, "lib"]),
+        step("c", provides=["lib"]),
+    ]
+    assert problems(plan(*steps)) == [
+        f"{FILE}: step 'b', field 'provides[0].name': 'app' is also provided by step 'a'; {ONE_PROVIDER}",
+        f"{FILE}: step 'b', field 'provides[1]': 'lib' is also provided by step 'a'; {ONE_PROVIDER}",
+        f"{FILE}: step 'c', field 'provides[0]': 'lib' is also provided by step 'a'; {ONE_PROVIDER}",
+    ]
+    twice = step("a", provides=[{"name": "app", "path": "a.tgz"}, {"name": "app", "path": "b.tgz"}])
+    assert problems(plan(twice)) == [
+        f"{FILE}: step 'a', field 'provides[1].name': 'app' is also provided by this step; {ONE_PROVIDER}"
+    ]
+
+
+def test_plain_names_may_still_have_several_providers(tmp_path: Path) -> None:
+    path = tmp_path / "ok.json"
+    steps = [step("a", provides=["report"]), step("b", provides=["report"]), step("c", depends_on=["a", "b"])]
+    path.write_text(json.dumps(plan(*steps, step("d", depends_on=["c"], consumes=["report"]))))
+    assert load_plan(path).step("d").consumes == ("report",)
+
+
+def test_consumes_sees_a_provided_file_by_its_name(problems: Problems, tmp_path: Path) -> None:
+    build = step("build", provides=[{"name": "app", "path": "dist/app.tgz"}])
+    path = tmp_path / "ok.json"
+    path.write_text(json.dumps(plan(build, step("deploy", depends_on=["build"], consumes=["app"]))))
+    assert load_plan(path).step("deploy").consumes == ("app",)
+    assert problems(plan(build, step("deploy", consumes=["app", "ap"]))) == [
+        f"{FILE}: step 'deploy', field 'consumes': consumes 'app', provided by 'build', which is not upstream; "
+        "add it to depends_on, directly or through another step",
+        f"{FILE}: step 'deploy', field 'consumes': consumes 'ap', which no step provides (did you mean 'app'?)",
+    ]
+
+
 # --- all at once -----------------------------------------------------------------------------------
 
 
