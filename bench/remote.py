@@ -69,7 +69,9 @@ def write_plan(path: Path, steps: list[dict[str, object]]) -> None:
 
 
 def run(project: Path, where: list[str]) -> None:
-    command = [sys.executable, "-m", "pytest", "--plan", "plan.json", "-q", "-p", "no:cacheprovider", *where]
+    # --plan=plan.json, one argument: xdist 3.8 maps each argument naming an existing file onto an rsync root
+    # for a remote worker and fails on a separate plan.json
+    command = [sys.executable, "-m", "pytest", "--plan=plan.json", "-q", "-p", "no:cacheprovider", *where]
     done = subprocess.run(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-3000:]}")

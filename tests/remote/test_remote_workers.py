@@ -137,6 +137,18 @@ def failure_section(output: str, step_id: str) -> str:
     raise AssertionError(f"no failure section for step {step_id!r} in:\n{output}")
 
 
+def test_the_plan_option_may_be_two_arguments(pytester: pytest.Pytester, remote_workers: Workers) -> None:
+    """``--plan plan.json``, as the README writes it: xdist 3.8 maps every argument naming an existing file
+    onto an rsync root for a remote worker, which a plan given this way must get past."""
+    (worker,) = remote_workers(1)
+    write_remote_plan(pytester, [worker], [sh("a", "echo hi")])
+    args = ["--plan", "plan.json", *tx_args([worker]), "--dist", "load", "-p", "no:cacheprovider"]
+    result = pytester.runpytest_subprocess(*args, timeout=240)
+    result.assert_outcomes(passed=1)
+    run, _ = the_run(pytester)
+    assert log(run, "a") == "hi\n"
+
+
 def test_a_step_runs_in_its_workers_directory_and_environment_and_shares_no_files(
     pytester: pytest.Pytester, remote_workers: Workers
 ) -> None:
@@ -339,7 +351,8 @@ def test_runs_on_pins_steps_to_the_workers_with_all_its_labels(
     steps = [sh(f"gpu{i}", where, runs_on=["linux", "gpu"]) for i in range(3)]
     steps += [sh(f"arm{i}", where, runs_on="arm") for i in range(3)]
     steps += [sh("any", where, runs_on="linux")]
-    result = run_remote(pytester, [gpu, arm], steps, *labels("gw0=linux,gpu", "gw1=linux,arm"))
+    pytester.makeini("[pytest]\nplanrun_worker_labels =\n    gw1=linux,arm\n")  # the controller's ini only
+    result = run_remote(pytester, [gpu, arm], steps, *labels("gw0=linux,gpu"))
     result.assert_outcomes(passed=7)
     run, rows = the_run(pytester)
     workers = {row["step_id"]: row["worker"] for row in rows}
