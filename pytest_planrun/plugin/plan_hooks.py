@@ -22,7 +22,7 @@ from types import FrameType
 import pytest
 
 from ..core.graph import assumed_succeeded, topological_order
-from ..core.placement import shown_labels
+from ..core.placement import SERIAL_WORKER, placement_problems, shown_labels
 from ..core.state import Verdict
 from ..ledger.directory import make_ledger_dir
 from ..plan import LoadedPlan, Masker, PlanError, load_plan
@@ -167,6 +167,8 @@ def prepare(config: pytest.Config, settings: Settings) -> None:
         # steps' dependents and the succeeded steps' verdicts: it sits this session out.
         for name in ("lfplugin", "lfplugin-collwrapper"):
             config.pluginmanager.set_blocked(name)
+    if not is_worker(config):
+        check_placement(config, settings, plans)
     if not config.pluginmanager.hasplugin("xdist"):
         return
     from .xdist_seam import check_versions
@@ -175,6 +177,27 @@ def prepare(config: pytest.Config, settings: Settings) -> None:
     # subprocesses, so extra pytest processes would only add their start-up. -n/--tx spread the
     # steps over xdist workers, the plan's max_concurrency still capping the total.
     check_versions(config)  # before xdist starts a worker: a plan run only on tested versions
+
+
+def check_placement(config: pytest.Config, settings: Settings, plans: list[LoadedPlan]) -> None:
+    """A step whose ``runs_on`` no worker's labels fit is a usage error before anything runs."""
+    required = {step.id: step.runs_on for plan in plans for step in plan.steps if step.runs_on}
+    if not required:
+        return
+    distributed = config.pluginmanager.hasplugin("xdist") and (
+        getattr(config.option, "numprocesses", None) or getattr(config.option, "tx", None)
+    )
+    if distributed:
+        from .xdist_seam import worker_ids
+
+        names = worker_ids(config)
+        if names is None:  # -n auto: checked again when the workers are up (the scheduler)
+            return
+    else:
+        names = [SERIAL_WORKER]
+    problems = placement_problems(required, {name: settings.worker_labels.get(name, frozenset()) for name in names})
+    if problems:
+        raise pytest.UsageError(*problems)
 
 
 def pytest_configure(config: pytest.Config) -> None:

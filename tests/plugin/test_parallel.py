@@ -125,7 +125,7 @@ def test_a_crashed_worker_fails_its_step_and_the_run_goes_on(run_plan: RunPlan, 
         "-rs",
     )
     result.assert_outcomes(failed=1, skipped=1, passed=2)
-    result.stdout.fnmatch_lines(["*worker crashed*"])
+    result.stdout.fnmatch_lines(["*worker lost*"])
     result.stdout.fnmatch_lines(["*dependency 'crasher' failed*"])
     assert not alive(int((pytester.path / "orphan.pid").read_text()))
 
@@ -145,7 +145,7 @@ def test_every_step_of_a_crashed_worker_is_reported_crashed(run_plan: RunPlan, p
     )
     result.assert_outcomes(failed=2, skipped=1)
     out = result.stdout.str()
-    assert "step 'victim' failed: worker crashed" in out and "step 'crasher' failed: worker crashed" in out, out
+    assert "step 'victim' failed: worker lost" in out and "step 'crasher' failed: worker lost" in out, out
     assert not alive(int((pytester.path / "victim.pid").read_text()))
 
 

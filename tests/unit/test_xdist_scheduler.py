@@ -6,6 +6,7 @@ import queue
 from pathlib import Path
 from typing import Any
 
+import execnet
 import pytest
 
 from pytest_planrun.plan import Masker, load_plan
@@ -17,6 +18,7 @@ from pytest_planrun.run.step import RunContext, display_command
 class MockGateway:
     def __init__(self, gid: str) -> None:
         self.id = gid
+        self.spec = execnet.XSpec("popen")  # a local worker: no side channel
 
 
 class MockNode:
