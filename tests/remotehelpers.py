@@ -3,8 +3,11 @@ directory (its cwd, HOME and TMPDIR) and environment, and, where the machine all
 namespace in which the controller's files are hidden and its own files are out of the controller's sight.
 
 Isolated, a worker behaves like another machine for every file: anything planrun passes through the shared
-disk instead of the xdist channel (the plan, logs, provided files, locks) fails. A socket server serves one
-connection at a time and accepts the next when it ends, so one worker can serve several pytest runs.
+disk instead of the xdist channel (the plan, logs, provided files, locks) fails. The controller then runs in
+its own PID namespace (``CONTROLLER_PREFIX``), so it cannot see or signal the workers' processes either, as
+it could not on another machine: a step a lost worker leaves running is not cleaned up by the controller's
+sweep of its own machine. The test itself sees every process. A socket server serves one connection at a
+time and accepts the next when it ends, so one worker can serve several pytest runs.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import execnet
+from planhelpers import processes_of_run
 
 # execnet's own server: ``python -u socketserver.py HOST:PORT`` execs each connection's gateway in its process,
 # so the xdist worker (and every step it starts) runs inside the server process.
@@ -36,6 +40,12 @@ ISOLATED_START = (
 )
 
 
+# The controller of an isolated run: PID 1 of a new PID namespace with its own /proc, killed with ``unshare``
+# (which the test starts and may kill). Workers stay in the test's namespace: a killed worker's steps must
+# not be cleaned up by the kernel ending a namespace, as nothing would on another machine.
+CONTROLLER_PREFIX = ["unshare", "--pid", "--kill-child", "--mount-proc"]
+
+
 def isolation_available(scratch: Path) -> bool:
     """Whether workers can get their own mount namespace here: root, ``unshare`` present, and a tmpfs
     mount inside a private namespace works (containers often refuse one or the other)."""
@@ -43,12 +53,11 @@ def isolation_available(scratch: Path) -> bool:
         return False
     probe = Path(tempfile.mkdtemp(dir=scratch, prefix="probe-"))
     try:
-        done = subprocess.run(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c", 'mount -t tmpfs tmpfs "$1"', "sh", probe],
-            capture_output=True,
-            timeout=30,
+        mount = ["unshare", "-m", "--propagation", "private", "sh", "-c", 'mount -t tmpfs tmpfs "$1"', "sh", str(probe)]
+        pid_namespace = [*CONTROLLER_PREFIX, "true"]
+        return all(
+            subprocess.run(argv, capture_output=True, timeout=30).returncode == 0 for argv in (mount, pid_namespace)
         )
-        return done.returncode == 0
     finally:
         shutil.rmtree(probe, ignore_errors=True)
 
@@ -179,6 +188,21 @@ class WorkerPool:
             worker.kill()
         self.workers.clear()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def processes_left(run_id: str, timeout: float = 10.0) -> list[int]:
+    """Pids of the run's processes (PLANRUN_RUN_ID in their environment, on the controller's side or a
+    worker's) still alive after up to ``timeout`` s: a killed tree may take a moment to go."""
+    deadline = time.monotonic() + timeout
+    while (left := processes_of_run(run_id)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [proc.pid for proc in left]
+
+
+def controller_prefix(workers: list[RemoteWorker]) -> list[str]:
+    """What the controller's command starts with for a run on ``workers``: its own PID namespace if they
+    are isolated."""
+    return CONTROLLER_PREFIX if workers and workers[0].isolated else []
 
 
 def tx_args(workers: list[RemoteWorker]) -> list[str]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from planhelpers import kill_run_processes, processes_of_run
-from remotehelpers import RemoteWorker, WorkerPool, isolation_available
+from planhelpers import kill_run_processes
+from remotehelpers import RemoteWorker, WorkerPool, isolation_available, processes_left
 
 from pytest_planrun.ledger import queries
 
@@ -46,11 +45,7 @@ def no_process_outlives_its_run(request: pytest.FixtureRequest) -> Iterator[None
     yield
     if not db.exists():
         return
-    left: dict[str, list[int]] = {}
-    for run in queries.list_runs(db, limit=100):
-        deadline = time.monotonic() + 10  # a killed tree may take a moment to be reaped
-        while processes_of_run(run["run_id"]) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if processes_of_run(run["run_id"]):
-            left[run["run_id"]] = kill_run_processes(run["run_id"])
+    left = {run["run_id"]: pids for run in queries.list_runs(db, limit=100) if (pids := processes_left(run["run_id"]))}
+    for run_id in left:
+        kill_run_processes(run_id)
     assert not left, f"processes outlived their run: {left}"

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from filelock import FileLock
 from planhelpers import overlap, plan_doc, sh, stop
-from remotehelpers import RemoteWorker, tx_args
+from remotehelpers import RemoteWorker, controller_prefix, processes_left, tx_args
 
 from pytest_planrun.ledger import queries
 from pytest_planrun.run.locks import lock_path
@@ -50,7 +50,12 @@ def run_remote(
 ) -> pytest.RunResult:
     """Run the plan of ``steps`` on ``workers`` (gw0, gw1, ... in order); the plan's cap is their number."""
     write_remote_plan(pytester, workers, steps, **globals_)
-    return pytester.runpytest_subprocess(*remote_args(workers, *args), timeout=240)
+    return pytester.run(*pytest_command(workers, *args), timeout=240)
+
+
+def pytest_command(workers: list[RemoteWorker], *args: str) -> list[str]:
+    """The controller's command; isolated, in a PID namespace of its own (see tests/remotehelpers.py)."""
+    return [*controller_prefix(workers), sys.executable, "-m", "pytest", *remote_args(workers, *args)]
 
 
 def start_remote(
@@ -63,7 +68,7 @@ def start_remote(
     """The same run in the background, for a test that acts while it goes."""
     write_remote_plan(pytester, workers, steps)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", *remote_args(workers, *args)],
+        pytest_command(workers, *args),
         cwd=pytester.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -143,7 +148,7 @@ def test_the_plan_option_may_be_two_arguments(pytester: pytest.Pytester, remote_
     (worker,) = remote_workers(1)
     write_remote_plan(pytester, [worker], [sh("a", "echo hi")])
     args = ["--plan", "plan.json", *tx_args([worker]), "--dist", "load", "-p", "no:cacheprovider"]
-    result = pytester.runpytest_subprocess(*args, timeout=240)
+    result = pytester.run(*controller_prefix([worker]), sys.executable, "-m", "pytest", *args, timeout=240)
     result.assert_outcomes(passed=1)
     run, _ = the_run(pytester)
     assert log(run, "a") == "hi\n"
@@ -406,6 +411,8 @@ def test_a_step_on_a_lost_worker_is_retried_on_another_worker(
     assert second["state"] == "succeeded" and second["worker"] != first["worker"]
     assert [row["state"] for row in attempts["after"]] == ["succeeded"]
     assert run["state"] == "succeeded"
+    # nothing of the lost attempt goes on on the lost worker's machine (the controller cannot see it)
+    assert processes_left(run["run_id"]) == []
 
 
 def test_a_step_on_a_lost_worker_without_retries_fails_and_the_run_ends(
@@ -428,3 +435,4 @@ def test_a_step_on_a_lost_worker_without_retries_fails_and_the_run_ends(
     assert "worker lost" in f"{attempts['long'][0]['error_log']} {attempts['long'][0]['reason']}"
     assert [row["outcome"] for row in attempts["after"]] == ["canceled"]
     assert run["state"] == "failed"
+    assert processes_left(run["run_id"]) == []
