@@ -113,3 +113,12 @@ def test_a_provided_file_is_kept_whole_in_the_run_dir(run_plan: RunPlan, pyteste
     kept = run_dir_of(pytester.path) / "provided" / "a.bin"
     assert hashlib.sha256(kept.read_bytes()).hexdigest() == hashlib.sha256(b"abc").hexdigest()
     assert not list(kept.parent.glob(".*.part"))
+
+
+def test_the_ledger_records_what_was_provided(run_plan: RunPlan, pytester: pytest.Pytester, mode: list[str]) -> None:
+    result = run_plan([sh("build", "printf abc > a.bin", provides=[{"name": "a", "path": "a.bin"}])], *mode)
+    result.assert_outcomes(passed=1)
+    _, events = ledger_of(pytester.path)
+    (provided,) = [e["data"] for e in events if e["event_type"] == "step_provided"]
+    sha = hashlib.sha256(b"abc").hexdigest()
+    assert provided["files"] == [{"name": "a", "path": "a.bin", "size": 3, "sha256": sha}]
