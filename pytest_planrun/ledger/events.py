@@ -23,6 +23,7 @@ EventType = Literal[
     "step_canceled",
     "step_waiting",
     "step_heartbeat",
+    "step_provided",
     "run_completed",
     "run_canceled",
 ]

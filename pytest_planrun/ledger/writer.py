@@ -11,6 +11,7 @@ import socket
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,9 @@ class LedgerRecorder:
                 self._event(conn, "step_timeout", record.ended_at, timeout_kind=kind, **data)
             if will_retry and record.state == "failed":
                 self._event(conn, "step_retry", record.ended_at, next_attempt=record.attempt + 1, **data)
+            if record.provided and record.state == "succeeded":  # kept in the run dir's provided/
+                files = [asdict(file) for file in record.provided]
+                self._event(conn, "step_provided", record.ended_at, step_id=record.step_id, files=files)
 
     def heartbeat(self, progress: Progress, now: float) -> None:
         """A running attempt is alive: one ``run_events`` row and one events.jsonl line per beat."""

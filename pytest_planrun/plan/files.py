@@ -19,7 +19,7 @@ from .variables import find_references, substitute
 
 _WINDOWS_ABSOLUTE = re.compile(r"[A-Za-z]:[/\\]")  # C:/x or C:\x; "a:b" is a file name on POSIX
 _ONE_PROVIDER = "a resource that is a file has one provider; give the other a different name"
-_STAYS_INSIDE = "a provided file is relative to the directory pytest was invoked from"
+_STAYS_INSIDE = "a provided file's path is relative to the step's cwd"
 
 
 @dataclass(frozen=True, slots=True)

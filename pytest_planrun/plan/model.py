@@ -125,8 +125,8 @@ class ProvidedFile(_Frozen):
     name: Annotated[str, Field(min_length=1)]
     """The resource's name, as consumers list it in ``consumes``."""
     path: Annotated[str, Field(min_length=1)]
-    """The file, relative to the directory pytest was invoked from (as ``cwd``); ``${NAME}`` is
-    substituted; no absolute path, no '..'."""
+    """The file, relative to the step's ``cwd`` (where the producer leaves it and where each consumer
+    finds it); ``${NAME}`` is substituted; no absolute path, no '..'."""
 
 
 def _provides_kind(value: Any) -> str | None:

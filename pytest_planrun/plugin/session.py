@@ -153,7 +153,7 @@ class ControllerPlugin:
             else:
                 drive_concurrently(
                     controller,
-                    partial(_attempt_on_thread, steps),
+                    partial(_attempt_on_thread, controller, steps),
                     partial(_report_step, steps),
                     track=controller.requests.track,
                     wake_me=partial(setattr, controller, "on_new_actions"),
@@ -201,7 +201,10 @@ def _run_step(
     """One step, start to report, on this thread (a serial run; its runner's wait loop beats)."""
     item = steps[start.step_id]
     token = CancelToken()
-    item.stash[ticket_key] = Ticket(start.attempt, start.if_failed, token, on_beat=live.beat, beat_every=beat_every)
+    deliveries = controller.deliveries_for(start.step_id)
+    item.stash[ticket_key] = Ticket(
+        start.attempt, start.if_failed, token, on_beat=live.beat, beat_every=beat_every, deliveries=deliveries
+    )
     controller.requests.track(start.step_id, token)
     try:
         item.config.hook.pytest_runtest_protocol(item=item, nextitem=None)
@@ -209,8 +212,12 @@ def _run_step(
         controller.requests.track(start.step_id, None)
 
 
-def _attempt_on_thread(steps: dict[str, StepItem], start: Start, token: CancelToken) -> AttemptRecord:
-    return steps[start.step_id].run_attempt(Ticket(start.attempt, start.if_failed, token))
+def _attempt_on_thread(
+    controller: PlanController, steps: dict[str, StepItem], start: Start, token: CancelToken
+) -> AttemptRecord:
+    # (the files it consumes were recorded when their producers ended, before this start existed)
+    deliveries = controller.deliveries_for(start.step_id)
+    return steps[start.step_id].run_attempt(Ticket(start.attempt, start.if_failed, token, deliveries=deliveries))
 
 
 def _report_step(

@@ -371,11 +371,11 @@ class DagScheduling:
         self._drop_locks(start.step_id)
         self.controller.report_unsent(start, self.controller.unsent_record(start, "controller", error))
 
-    def _restart_failed(self, node: WorkerController, error: str) -> None:
-        """xdist could not start a replacement for a lost worker: go on without it."""
+    def _restart_failed(self, node: WorkerController, why: str) -> None:
+        """A lost worker is not replaced (see ``survive_lost_hosts``): go on without it."""
         terminal = self.config.pluginmanager.getplugin("terminalreporter")
         if terminal is not None:
-            terminal.write_line(f"[{node.gateway.id}] lost and not replaced: {error}")
+            terminal.write_line(f"[{node.gateway.id}] lost and not replaced: {why}")
         self._post_wake()
 
     def _least_busy(self, step_id: str | None) -> WorkerController | None:

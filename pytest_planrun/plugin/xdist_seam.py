@@ -163,24 +163,30 @@ def starting_nodes(config: pytest.Config) -> list[WorkerController]:
     return list(getattr(dsession, "_active_nodes", ())) if dsession is not None else []
 
 
-def survive_lost_hosts(config: pytest.Config, on_failed: Callable[[WorkerController, str], None]) -> None:
+def survive_lost_hosts(config: pytest.Config, on_lost: Callable[[WorkerController, str], None]) -> None:
     """When a worker dies xdist starts a replacement with the same spec (dsession.py
-    ``worker_errordown`` -> ``_clone_node``); for a remote worker whose host is gone that raises,
-    and xdist would end the whole run with an internal error. Here the failure is reported to
-    ``on_failed(node, error)`` and the run goes on with the workers it has."""
+    ``worker_errordown`` -> ``_clone_node``). For a remote worker that is no help: a host that is gone
+    refuses the connection (an exception that would end the whole run with an internal error), and
+    a socket server whose worker crashed is still busy with the dead session, so the connection
+    waits forever and the run hangs. A remote worker is therefore not replaced: ``on_lost(node,
+    why)`` is told and the run goes on with the workers it has; a local one is replaced as before
+    (``on_lost`` is told when that fails)."""
     dsession: Any = config.pluginmanager.getplugin("dsession")
     if dsession is None or not hasattr(dsession, "_clone_node"):
         return
     clone = dsession._clone_node
 
-    def clone_or_give_up(node: WorkerController) -> WorkerController | None:
+    def clone_or_go_on(node: WorkerController) -> WorkerController | None:
+        if is_remote(node):
+            on_lost(node, "a remote worker is not replaced")
+            return None
         try:
             return clone(node)
         except Exception as error:
-            on_failed(node, f"{type(error).__name__}: {error}")
+            on_lost(node, f"{type(error).__name__}: {error}")
             return None
 
-    dsession._clone_node = clone_or_give_up
+    dsession._clone_node = clone_or_go_on
 
 
 def worker_ids(config: pytest.Config) -> list[str] | None:

@@ -64,9 +64,7 @@ def test_plans_lists_the_shipped_plans_with_their_variables(capsys: pytest.Captu
     assert Path(shipped["safe-merge"]["file"]).is_file()
 
 
-def test_graph_draws_without_values_and_notes_the_missing_ones(
-    plan: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_graph_draws_without_values_and_notes_the_missing_ones(plan: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert planrun(["graph", str(plan)]) == 0
     captured = capsys.readouterr()
     assert "s0 --> s1" in captured.out

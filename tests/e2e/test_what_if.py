@@ -87,8 +87,14 @@ def test_collect_only_shows_the_same_forecast(pytester: pytest.Pytester) -> None
     )
     assert table.ret == 0
     result = pytester.runpytest_subprocess(
-        "--plan", "safe_merge.json", "--var", "BRANCH=feature", *PYTEST_ASSUME, "--collect-only",
-        "-p", "no:cacheprovider",
+        "--plan",
+        "safe_merge.json",
+        "--var",
+        "BRANCH=feature",
+        *PYTEST_ASSUME,
+        "--collect-only",
+        "-p",
+        "no:cacheprovider",
     )
     assert result.ret == 0
     given = ", ".join(f"{step_id}=failed" for step_id in FAILING)

@@ -72,8 +72,10 @@ def test_an_unknown_plan_name_is_a_usage_error(pytester: pytest.Pytester, user_r
     result = pytester.runpytest_subprocess("--plan", "safe-mrege", "--var", "BRANCH=feature")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["ERROR: safe-mrege: plan file not found, nor a packaged plan of that name (packaged plans: safe-merge; "
-         "did you mean safe-merge?)"]
+        [
+            "ERROR: safe-mrege: plan file not found, nor a packaged plan of that name (packaged plans: safe-merge; "
+            "did you mean safe-merge?)"
+        ]
     )
     assert result.stdout.str() == ""  # nothing ran
 
@@ -98,8 +100,12 @@ def test_a_separate_plan_path_that_moves_the_rootdir_is_refused(
     result = pytester.runpytest_subprocess("--plan", str(plan))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: --plan {plan}: pytest took this plan path for a test path *"])
-    result.stderr.fnmatch_lines([f"*({plan.parent}, configuration {plan.parent / 'pyproject.toml'}, instead of "
-                                 f"{user_repo}, configuration {user_repo / 'pyproject.toml'})*write --plan={plan}*"])
+    result.stderr.fnmatch_lines(
+        [
+            f"*({plan.parent}, configuration {plan.parent / 'pyproject.toml'}, instead of "
+            f"{user_repo}, configuration {user_repo / 'pyproject.toml'})*write --plan={plan}*"
+        ]
+    )
     assert not (user_repo / ".ledger").exists()  # nothing ran
 
 

@@ -80,10 +80,22 @@ def test_retry_on_tells_a_silent_step_from_a_slow_one(run_plan: RunPlan, pyteste
     silent = "echo x >> {0}.tries; echo once; sleep 30"
     result = run_plan(
         [
-            sh("silent", silent.format("silent"), no_output_timeout_sec=1, retries=1, retry_on=["no_output"],
-               on_failure="continue"),
-            sh("slow", "echo x >> slow.tries; while true; do echo tick; sleep 0.1; done", timeout_sec=1,
-               retries=1, retry_on=["no_output"], on_failure="continue"),
+            sh(
+                "silent",
+                silent.format("silent"),
+                no_output_timeout_sec=1,
+                retries=1,
+                retry_on=["no_output"],
+                on_failure="continue",
+            ),
+            sh(
+                "slow",
+                "echo x >> slow.tries; while true; do echo tick; sleep 0.1; done",
+                timeout_sec=1,
+                retries=1,
+                retry_on=["no_output"],
+                on_failure="continue",
+            ),
         ],
     )
     assert_outcomes(result, failed=2, rerun=1)

@@ -329,7 +329,7 @@ def test_malformed_provided_file(problems: Problems, entry: Any, expected: str) 
     assert problems(plan(step("build", provides=["log", entry]))) == [f"{FILE}: step 'build', {expected}"]
 
 
-INSIDE = "a provided file is relative to the directory pytest was invoked from"
+INSIDE = "a provided file's path is relative to the step's cwd"
 
 
 @pytest.mark.parametrize(
