@@ -103,11 +103,12 @@ class RemoteWorker:
 
     def clear(self) -> None:
         """Remove what earlier runs left in the worker's directory, so a test sees only its own files."""
+        # tolerant: the worker's previous session may still be removing its own temporary folders
         for entry in self.files().iterdir():
             if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
+                shutil.rmtree(entry, ignore_errors=True)
             else:
-                entry.unlink()
+                entry.unlink(missing_ok=True)
 
 
 def worker_environment(name: str, directory: Path) -> dict[str, str]:
