@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from filelock import FileLock
 from planhelpers import overlap, plan_doc, sh, stop
@@ -75,6 +78,18 @@ def start_remote(
     )
     request.addfinalizer(lambda: stop(proc))
     return proc
+
+
+def controller_pid(proc: subprocess.Popen[bytes], workers: list[RemoteWorker]) -> int:
+    """The pytest controller's pid as this test sees it: the child of ``unshare`` when it has its own PID
+    namespace (see ``controller_prefix``)."""
+    if not controller_prefix(workers):
+        return proc.pid
+    deadline = time.monotonic() + 30
+    while not (children := psutil.Process(proc.pid).children()) and time.monotonic() < deadline:
+        time.sleep(0.01)  # unshare forks the controller at once; the interval sets no order
+    (child,) = children
+    return int(child.pid)
 
 
 def finish(proc: subprocess.Popen[bytes]) -> str:
@@ -435,4 +450,36 @@ def test_a_step_on_a_lost_worker_without_retries_fails_and_the_run_ends(
     assert "worker lost" in f"{attempts['long'][0]['error_log']} {attempts['long'][0]['reason']}"
     assert [row["outcome"] for row in attempts["after"]] == ["canceled"]
     assert run["state"] == "failed"
+    assert processes_left(run["run_id"]) == []
+
+
+def test_a_step_that_times_out_on_a_remote_worker_is_killed_there(
+    pytester: pytest.Pytester, remote_workers: Workers
+) -> None:
+    (worker,) = remote_workers(1)
+    result = run_remote(pytester, [worker], [sh("slow", "echo begun; sleep 300 & wait", timeout_sec=1)])
+    result.assert_outcomes(failed=1)
+    run, rows = the_run(pytester)
+    assert [(row["state"], row["timed_out"]) for row in rows] == [("failed", 1)]
+    assert log(run, "slow") == "begun\n"
+    assert processes_left(run["run_id"]) == []  # the step's whole tree, on the worker's machine
+
+
+def test_an_interrupted_controller_stops_the_steps_on_its_remote_workers(
+    pytester: pytest.Pytester, remote_workers: Workers, request: pytest.FixtureRequest
+) -> None:
+    workers = remote_workers(2)
+    run_dir = pytester.path / "out"
+    steps = [sh(name, f'echo "started {name}"; sleep 300 & wait') for name in ("one", "two")]
+    proc = start_remote(pytester, request, workers, steps, "--planrun-run-dir", str(run_dir))
+    for name in ("one", "two"):
+        wait_for_text(log_path(run_dir, name), "started")
+    os.kill(controller_pid(proc, workers), signal.SIGTERM)
+    out = finish(proc)
+    run, rows = the_run(pytester)
+    assert run["state"] == "canceled", out
+    assert {row["step_id"]: row["worker"] for row in rows} in (
+        {"one": "gw0", "two": "gw1"},
+        {"one": "gw1", "two": "gw0"},
+    )
     assert processes_left(run["run_id"]) == []
