@@ -89,6 +89,7 @@ class DagScheduling:
         self._broker = LockBroker(self._post_wake)
         self._locking: dict[str, LockGrant] = {}  # step id -> its locks, being waited for
         self._granted: dict[str, LockGrant] = {}  # step id -> its locks, held while it runs
+        self._gone: set[WorkerController] = set()  # lost and not replaced
         survive_lost_hosts(config, self._restart_failed)
 
     # -- xdist's Scheduling protocol -------------------------------------------------------------
@@ -101,6 +102,8 @@ class DagScheduling:
     def collection_is_completed(self) -> bool:
         # The run begins with the workers that are up; the others join as they come (starting eight
         # takes seconds on two cores, and the critical path need not wait for them).
+        if self._started:  # (also once every worker is lost: the run still ends)
+            return True
         return bool(self._nodes) and all(node in self._collections for node in self._nodes)
 
     @property
@@ -361,8 +364,11 @@ class DagScheduling:
     def _fits_nowhere(self, step_id: str) -> bool:
         """No worker that is up or starting (a replacement among them) can run the step."""
         required = self._required(step_id)
-        nodes = {*self._nodes, *starting_nodes(self.config)}
-        return not any(fits(required, self._node_labels(node)) for node in nodes)
+        return not any(fits(required, self._node_labels(node)) for node in self._live_nodes())
+
+    def _live_nodes(self) -> set[WorkerController]:
+        """Workers that are up or starting, a replacement among them."""
+        return {*self._nodes, *starting_nodes(self.config)} - self._gone
 
     def _no_worker(self, start: Start) -> None:
         required = self._required(start.step_id)
@@ -372,11 +378,16 @@ class DagScheduling:
         self.controller.report_unsent(start, self.controller.unsent_record(start, "controller", error))
 
     def _restart_failed(self, node: WorkerController, why: str) -> None:
-        """A lost worker is not replaced (see ``survive_lost_hosts``): go on without it."""
+        """A lost worker is not replaced (see ``survive_lost_hosts``): go on without it. Called on
+        xdist's loop inside its handling of the loss, which ends the loop once no worker is left:
+        what can no longer run is decided now, not on a later turn of the loop."""
+        self._gone.add(node)
         terminal = self.config.pluginmanager.getplugin("terminalreporter")
         if terminal is not None:
             terminal.write_line(f"[{node.gateway.id}] lost and not replaced: {why}")
-        self._post_wake()
+        if self._started and not self._live_nodes():
+            self.controller.interrupt("cancelled: every worker was lost")
+        self._dispatch()
 
     def _least_busy(self, step_id: str | None) -> WorkerController | None:
         """The worker with the most free slots (spreading steps over workers first) that may run

@@ -196,9 +196,11 @@ def worker_ids(config: pytest.Config) -> list[str] | None:
     if isinstance(count, int) and count > 0:
         return [f"gw{i}" for i in range(count)]
     if getattr(option, "tx", None):
-        from xdist.workermanage import parse_tx_spec_config
+        from xdist import workermanage
 
-        return [f"gw{i}" for i in range(len(parse_tx_spec_config(config)))]
+        # xdist 3.6 calls it parse_spec_config; --tx 2*popen counts twice
+        parse = getattr(workermanage, "parse_tx_spec_config", None) or workermanage.parse_spec_config
+        return [f"gw{i}" for i in range(len(parse(config)))]
     return None
 
 
