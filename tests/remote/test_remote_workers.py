@@ -430,10 +430,11 @@ def test_a_step_on_a_lost_worker_is_retried_on_another_worker(
     assert processes_left(run["run_id"]) == []
 
 
+@pytest.mark.parametrize("count", [2, 1], ids=["another-worker-left", "last-worker"])
 def test_a_step_on_a_lost_worker_without_retries_fails_and_the_run_ends(
-    pytester: pytest.Pytester, remote_workers: Workers, request: pytest.FixtureRequest
+    pytester: pytest.Pytester, remote_workers: Workers, request: pytest.FixtureRequest, count: int
 ) -> None:
-    workers = remote_workers(2)
+    workers = remote_workers(count)
     run_dir = pytester.path / "out"
     steps = [
         sh("long", 'echo "started on $PLANRUN_TEST_WORKER"; exec sleep 300'),
