@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,6 +156,9 @@ def start_worker(name: str, base: Path, hidden: list[Path], isolate: bool, timeo
             raise RuntimeError(f"worker {name} did not start (exit {process.returncode}): {log.read_text()}")
         time.sleep(0.01)  # polls the server's first line; the interval sets no order
     return RemoteWorker(name, directory, log, isolate, process, int(found.group(1)))
+
+
+Workers = Callable[[int], list[RemoteWorker]]  # the ``remote_workers`` fixture: n live, cleared workers
 
 
 @dataclass

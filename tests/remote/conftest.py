@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from planhelpers import kill_run_processes
-from remotehelpers import RemoteWorker, WorkerPool, isolation_available, processes_left
+from remotehelpers import WorkerPool, Workers, isolation_available, processes_left
 
 from pytest_planrun.ledger import queries
 
@@ -29,7 +29,7 @@ def worker_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerPool
 
 
 @pytest.fixture
-def remote_workers(worker_pool: WorkerPool) -> Callable[[int], list[RemoteWorker]]:
+def remote_workers(worker_pool: WorkerPool) -> Workers:
     """``remote_workers(n)``: ``n`` live workers with empty directories (the first is gw0 in ``tx_args``)."""
     return worker_pool.get
 

@@ -1,6 +1,6 @@
 """Plans on remote xdist workers (``--tx socket=...//chdir=DIR``): where a step runs and with which
 environment, its logs on the controller, files provided from one worker to another, locks taken by the
-controller, ``runs_on`` pinning, and a worker lost mid-step.
+controller, and ``runs_on`` pinning. Lost workers, timeouts and interrupts: test_remote_losses.py.
 
 The workers are socket servers on this machine (tests/remotehelpers.py). Isolated, they and the controller
 share no files, so whatever a test finds on the controller crossed the xdist channel.
@@ -9,152 +9,37 @@ share no files, so whatever a test finds on the controller crossed the xdist cha
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
-import signal
-import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import psutil
 import pytest
 from filelock import FileLock
-from planhelpers import overlap, plan_doc, sh, stop
-from remotehelpers import RemoteWorker, controller_prefix, processes_left, tx_args
+from planhelpers import overlap, sh
+from remotehelpers import Workers, controller_prefix, tx_args
+from remoteruns import (
+    STAMPED,
+    by_step,
+    failure_section,
+    finish,
+    labels,
+    log,
+    log_path,
+    run_remote,
+    span,
+    start_remote,
+    the_run,
+    wait_for_text,
+    write_remote_plan,
+)
 
 from pytest_planrun.ledger import queries
 from pytest_planrun.run.locks import lock_path
 
-Workers = Callable[[int], list[RemoteWorker]]
-# A step's start and end on its stdout: the workers share no disk with the test, their logs reach it.
-STAMPED = 'echo "start $(date +%s.%N)"; sleep 1; echo "end $(date +%s.%N)"'
 SECRET = "s3cr3t-Value"
 SECRET_PLAN = {"variables": {"TOKEN": {"secret": True}}}
-
-
-def remote_args(workers: list[RemoteWorker], *args: str) -> list[str]:
-    return ["--plan=plan.json", *tx_args(workers), "--dist", "load", "-p", "no:cacheprovider", *args]
-
-
-def write_remote_plan(
-    pytester: pytest.Pytester, workers: list[RemoteWorker], steps: list[dict[str, Any]], **globals_: Any
-) -> None:
-    globals_.setdefault("max_concurrency", len(workers))
-    (pytester.path / "plan.json").write_text(json.dumps(plan_doc(steps, **globals_), indent=2))
-
-
-def run_remote(
-    pytester: pytest.Pytester, workers: list[RemoteWorker], steps: list[dict[str, Any]], *args: str, **globals_: Any
-) -> pytest.RunResult:
-    """Run the plan of ``steps`` on ``workers`` (gw0, gw1, ... in order); the plan's cap is their number."""
-    write_remote_plan(pytester, workers, steps, **globals_)
-    return pytester.run(*pytest_command(workers, *args), timeout=240)
-
-
-def pytest_command(workers: list[RemoteWorker], *args: str) -> list[str]:
-    """The controller's command; isolated, in a PID namespace of its own (see tests/remotehelpers.py)."""
-    return [*controller_prefix(workers), sys.executable, "-m", "pytest", *remote_args(workers, *args)]
-
-
-def start_remote(
-    pytester: pytest.Pytester,
-    request: pytest.FixtureRequest,
-    workers: list[RemoteWorker],
-    steps: list[dict[str, Any]],
-    *args: str,
-) -> subprocess.Popen[bytes]:
-    """The same run in the background, for a test that acts while it goes."""
-    write_remote_plan(pytester, workers, steps)
-    proc = subprocess.Popen(
-        pytest_command(workers, *args),
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    request.addfinalizer(lambda: stop(proc))
-    return proc
-
-
-def controller_pid(proc: subprocess.Popen[bytes], workers: list[RemoteWorker]) -> int:
-    """The pytest controller's pid as this test sees it: the child of ``unshare`` when it has its own PID
-    namespace (see ``controller_prefix``)."""
-    if not controller_prefix(workers):
-        return proc.pid
-    deadline = time.monotonic() + 30
-    while not (children := psutil.Process(proc.pid).children()) and time.monotonic() < deadline:
-        time.sleep(0.01)  # unshare forks the controller at once; the interval sets no order
-    (child,) = children
-    return int(child.pid)
-
-
-def finish(proc: subprocess.Popen[bytes]) -> str:
-    """The background run's output once it has ended; a run that hangs fails the test."""
-    __tracebackhide__ = True
-    try:
-        return proc.communicate(timeout=180)[0].decode()
-    except subprocess.TimeoutExpired:
-        raise AssertionError("the run did not end within 180 s") from None
-
-
-def labels(*specs: str) -> list[str]:
-    return [arg for spec in specs for arg in ("--planrun-worker-label", spec)]
-
-
-def the_run(pytester: pytest.Pytester) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The one run in the project's ledger and its attempts."""
-    db = pytester.path / ".ledger" / "framework.db"
-    (run,) = queries.list_runs(db)
-    return run, queries.get_run_steps(db, run["run_id"])
-
-
-def by_step(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    found: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        found.setdefault(row["step_id"], []).append(row)
-    return found
-
-
-def log_path(run_dir: Path, step_id: str, attempt: int = 1, stream: str = "stdout") -> Path:
-    return run_dir / "steps" / step_id / f"attempt-{attempt}.{stream}.log"
-
-
-def log(run: dict[str, Any], step_id: str, attempt: int = 1, stream: str = "stdout") -> str:
-    return log_path(Path(run["run_dir"]), step_id, attempt, stream).read_text()
-
-
-def span(text: str) -> tuple[float, float]:
-    """The ``start``/``end`` stamps a STAMPED step printed."""
-    stamps = dict(line.split() for line in text.splitlines() if line.startswith(("start ", "end ")))
-    return float(stamps["start"]), float(stamps["end"])
-
-
-def wait_for_text(path: Path, needle: str, timeout: float = 60.0) -> str:
-    """The first line of ``path`` containing ``needle``, once the controller has written it."""
-    __tracebackhide__ = True
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            for line in path.read_text().splitlines():
-                if needle in line:
-                    return line
-        time.sleep(0.02)  # polls the controller's log; the interval sets no order
-    raise AssertionError(f"{needle!r} never appeared in {path}")
-
-
-def failure_section(output: str, step_id: str) -> str:
-    """The text of pytest's failure section for ``step_id``: titled ``step <id>: <command>``, or, for a step
-    whose worker was lost (xdist reports the crash), the section that says ``step '<id>' failed``."""
-    __tracebackhide__ = True
-    parts = re.split(r"^_+ (.+?) _+$", output, flags=re.MULTILINE)
-    for title, body in zip(parts[1::2], parts[2::2], strict=True):
-        if title.startswith(f"step {step_id}:") or f"step '{step_id}' failed" in body:
-            return body
-    raise AssertionError(f"no failure section for step {step_id!r} in:\n{output}")
 
 
 def test_the_plan_option_may_be_two_arguments(pytester: pytest.Pytester, remote_workers: Workers) -> None:
@@ -395,92 +280,3 @@ def test_a_step_no_worker_fits_is_a_usage_error_before_anything_runs(
     assert not [w.name for w in workers if (w.files() / "ran").exists()]
     db = pytester.path / ".ledger" / "framework.db"
     assert not db.exists() or not [r for r in queries.list_runs(db) if queries.get_run_steps(db, r["run_id"])]
-
-
-def lose_the_worker_of(run_dir: Path, workers: list[RemoteWorker]) -> RemoteWorker:
-    """Once the step ``long`` says on which worker it runs (streamed to the controller while it runs),
-    kill that worker's server: the worker and its channel go at once."""
-    line = wait_for_text(log_path(run_dir, "long"), "started on ")
-    (victim,) = [w for w in workers if line == f"started on {w.name}"]
-    victim.kill()
-    return victim
-
-
-def test_a_step_on_a_lost_worker_is_retried_on_another_worker(
-    pytester: pytest.Pytester, remote_workers: Workers, request: pytest.FixtureRequest
-) -> None:
-    workers = remote_workers(2)
-    run_dir = pytester.path / "out"
-    script = 'echo "started on $PLANRUN_TEST_WORKER"; [ "$PLANRUN_ATTEMPT" -ge 2 ] || exec sleep 300'
-    steps = [sh("long", script, retries=1), sh("after", "true", depends_on=["long"])]
-    proc = start_remote(pytester, request, workers, steps, "--planrun-run-dir", str(run_dir))
-    victim = lose_the_worker_of(run_dir, workers)
-    out = finish(proc)
-    assert proc.returncode == 0, out
-    (survivor,) = [w for w in workers if w is not victim]
-    assert log_path(run_dir, "long", 2).read_text() == f"started on {survivor.name}\n"
-    run, rows = the_run(pytester)
-    attempts = by_step(rows)
-    first, second = attempts["long"]
-    assert first["state"] == "failed" and "worker lost" in f"{first['error_log']} {first['reason']}"
-    assert second["state"] == "succeeded" and second["worker"] != first["worker"]
-    assert [row["state"] for row in attempts["after"]] == ["succeeded"]
-    assert run["state"] == "succeeded"
-    # nothing of the lost attempt goes on on the lost worker's machine (the controller cannot see it)
-    assert processes_left(run["run_id"]) == []
-
-
-@pytest.mark.parametrize("count", [2, 1], ids=["another-worker-left", "last-worker"])
-def test_a_step_on_a_lost_worker_without_retries_fails_and_the_run_ends(
-    pytester: pytest.Pytester, remote_workers: Workers, request: pytest.FixtureRequest, count: int
-) -> None:
-    workers = remote_workers(count)
-    run_dir = pytester.path / "out"
-    steps = [
-        sh("long", 'echo "started on $PLANRUN_TEST_WORKER"; exec sleep 300'),
-        sh("after", "true", depends_on=["long"]),
-    ]
-    proc = start_remote(pytester, request, workers, steps, "--planrun-run-dir", str(run_dir))
-    lose_the_worker_of(run_dir, workers)
-    out = finish(proc)
-    assert proc.returncode == 1, out
-    assert "worker lost" in failure_section(out, "long")
-    run, rows = the_run(pytester)
-    attempts = by_step(rows)
-    assert [row["state"] for row in attempts["long"]] == ["failed"]
-    assert "worker lost" in f"{attempts['long'][0]['error_log']} {attempts['long'][0]['reason']}"
-    assert [row["outcome"] for row in attempts["after"]] == ["canceled"]
-    assert run["state"] == "failed"
-    assert processes_left(run["run_id"]) == []
-
-
-def test_a_step_that_times_out_on_a_remote_worker_is_killed_there(
-    pytester: pytest.Pytester, remote_workers: Workers
-) -> None:
-    (worker,) = remote_workers(1)
-    result = run_remote(pytester, [worker], [sh("slow", "echo begun; sleep 300 & wait", timeout_sec=1)])
-    result.assert_outcomes(failed=1)
-    run, rows = the_run(pytester)
-    assert [(row["state"], row["timed_out"]) for row in rows] == [("failed", 1)]
-    assert log(run, "slow") == "begun\n"
-    assert processes_left(run["run_id"]) == []  # the step's whole tree, on the worker's machine
-
-
-def test_an_interrupted_controller_stops_the_steps_on_its_remote_workers(
-    pytester: pytest.Pytester, remote_workers: Workers, request: pytest.FixtureRequest
-) -> None:
-    workers = remote_workers(2)
-    run_dir = pytester.path / "out"
-    steps = [sh(name, f'echo "started {name}"; sleep 300 & wait') for name in ("one", "two")]
-    proc = start_remote(pytester, request, workers, steps, "--planrun-run-dir", str(run_dir))
-    for name in ("one", "two"):
-        wait_for_text(log_path(run_dir, name), "started")
-    os.kill(controller_pid(proc, workers), signal.SIGTERM)
-    out = finish(proc)
-    run, rows = the_run(pytester)
-    assert run["state"] == "canceled", out
-    assert {row["step_id"]: row["worker"] for row in rows} in (
-        {"one": "gw0", "two": "gw1"},
-        {"one": "gw1", "two": "gw0"},
-    )
-    assert processes_left(run["run_id"]) == []
