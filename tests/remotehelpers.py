@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import execnet
+import psutil
 from planhelpers import processes_of_run
 
 # execnet's own server: ``python -u socketserver.py HOST:PORT`` execs each connection's gateway in its process,
@@ -195,13 +196,20 @@ class WorkerPool:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def processes_left(run_id: str, timeout: float = 10.0) -> list[int]:
-    """Pids of the run's processes (PLANRUN_RUN_ID in their environment, on the controller's side or a
-    worker's) still alive after up to ``timeout`` s: a killed tree may take a moment to go."""
+def processes_left(run_id: str, timeout: float = 10.0) -> list[str]:
+    """The run's processes (PLANRUN_RUN_ID in their environment, on the controller's side or a worker's)
+    still alive after up to ``timeout`` s (a killed tree may take a moment to go): pid, step, command."""
     deadline = time.monotonic() + timeout
     while (left := processes_of_run(run_id)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return [proc.pid for proc in left]
+    described = []
+    for proc in left:
+        try:
+            step = proc.environ().get("PLANRUN_STEP_ID")
+            described.append(f"{proc.pid} (step {step}): {' '.join(proc.cmdline())}")
+        except psutil.Error:
+            continue  # gone meanwhile
+    return described
 
 
 def controller_prefix(workers: list[RemoteWorker]) -> list[str]:

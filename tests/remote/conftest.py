@@ -45,7 +45,8 @@ def no_process_outlives_its_run(request: pytest.FixtureRequest) -> Iterator[None
     yield
     if not db.exists():
         return
-    left = {run["run_id"]: pids for run in queries.list_runs(db, limit=100) if (pids := processes_left(run["run_id"]))}
+    runs = queries.list_runs(db, limit=100)
+    left = {run["run_id"]: found for run in runs if (found := processes_left(run["run_id"]))}
     for run_id in left:
         kill_run_processes(run_id)
     assert not left, f"processes outlived their run: {left}"
