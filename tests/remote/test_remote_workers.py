@@ -9,6 +9,7 @@ share no files, so whatever a test finds on the controller crossed the xdist cha
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import sys
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock
-from planhelpers import overlap, sh
+from planhelpers import overlap, plan_doc, sh
 from remotehelpers import Workers, controller_prefix, tx_args
 from remoteruns import (
     STAMPED,
@@ -280,3 +281,32 @@ def test_a_step_no_worker_fits_is_a_usage_error_before_anything_runs(
     assert not [w.name for w in workers if (w.files() / "ran").exists()]
     db = pytester.path / ".ledger" / "framework.db"
     assert not db.exists() or not [r for r in queries.list_runs(db) if queries.get_run_steps(db, r["run_id"])]
+
+
+def test_a_popen_worker_with_a_folder_of_its_own_is_a_remote_worker(
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    folder = tmp_path_factory.mktemp("popen-worker")
+    script = 'echo "pwd=$(pwd)"; echo "run_dir=$PLANRUN_RUN_DIR"'
+    (pytester.path / "plan.json").write_text(json.dumps(plan_doc([sh("where", script)])))
+    tx = f"popen//chdir={folder}"
+    result = pytester.run(
+        sys.executable,
+        "-m",
+        "pytest",
+        "--plan=plan.json",
+        "--tx",
+        tx,
+        "--dist",
+        "load",
+        "-p",
+        "no:cacheprovider",
+        timeout=240,
+    )
+    result.assert_outcomes(passed=1)
+    run, rows = the_run(pytester)
+    seen = dict(line.split("=", 1) for line in log(run, "where").splitlines())
+    assert seen["pwd"] == str(folder)
+    # a temporary folder of the worker's, not the controller's run directory
+    assert Path(seen["run_dir"]) != Path(run["run_dir"]) and not Path(seen["run_dir"]).exists()
+    assert rows[0]["worker"] == "gw0"
