@@ -222,6 +222,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     run = queries.get_run_status(ledger, args.run)
     steps = queries.get_run_steps(ledger, args.run)
     events = queries.get_run_events(ledger, args.run) if args.events else None
+    provided = {  # step id -> the files it handed on (``provides`` with a path)
+        event["data"]["step_id"]: event["data"]["files"]
+        for event in queries.get_run_events(ledger, args.run)
+        if event["event_type"] == "step_provided"
+    }
     if args.json:
         document: dict[str, Any] = {"run": run, "steps": steps}
         if events is not None:
@@ -249,6 +254,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(line)
         if row["stdout_path"]:
             print(f"  {'':<24} logs {row['stdout_path']} {row['stderr_path']}")
+        if row["state"] == "succeeded":
+            for file in provided.get(step_id, ()):
+                size, sha256 = file["size"], file["sha256"]
+                print(f"  {'':<24} provided {file['name']}: {file['path']} ({size} bytes, sha256 {sha256})")
     if events is not None:
         print("events:")
         for event in events:

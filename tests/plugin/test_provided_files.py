@@ -4,12 +4,15 @@ workers; remote workers are tested in tests/remote/."""
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from planhelpers import ledger_of, sh
 
 from conftest import RunPlan
+from pytest_planrun.ledger import queries
 
 
 def run_dir_of(root: Path) -> Path:
@@ -122,3 +125,18 @@ def test_the_ledger_records_what_was_provided(run_plan: RunPlan, pytester: pytes
     (provided,) = [e["data"] for e in events if e["event_type"] == "step_provided"]
     sha = hashlib.sha256(b"abc").hexdigest()
     assert provided["files"] == [{"name": "a", "path": "a.bin", "size": 3, "sha256": sha}]
+
+
+def test_planrun_show_lists_what_a_step_provided(run_plan: RunPlan, pytester: pytest.Pytester) -> None:
+    result = run_plan([sh("build", "printf abc > a.bin", provides=[{"name": "a", "path": "a.bin"}])])
+    result.assert_outcomes(passed=1)
+    (run,) = queries.list_runs(pytester.path / ".ledger" / "framework.db")
+    shown = subprocess.run(
+        [sys.executable, "-m", "pytest_planrun.cli", "show", run["run_id"]],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    sha = hashlib.sha256(b"abc").hexdigest()
+    assert f"provided a: a.bin (3 bytes, sha256 {sha})" in shown
