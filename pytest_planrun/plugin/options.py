@@ -84,6 +84,14 @@ def parse_worker_label(text: str, where: str = "--planrun-worker-label") -> tupl
     return worker, frozenset(labels)
 
 
+FLAGS = ("--planrun-no-ledger",)  # the options of ours that take no value
+
+
+def takes_value(arg: str) -> bool:
+    """Whether ``arg`` is an option of ours written apart from its value (``--plan PATH``)."""
+    return arg in ("--plan", "--var") or (arg.startswith("--planrun-") and "=" not in arg and arg not in FLAGS)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("planrun", "Run JSON plans of command steps")
     group.addoption("--plan", action="append", default=[], metavar="PLAN", help=PLAN_HELP)

@@ -23,6 +23,7 @@ from ..ledger.writer import LedgerRecorder
 from ..plan import LoadedPlan
 from ..remote.link import WorkerLink
 from ..remote.messages import FILE, REMOTE, SIDE_CHANNEL
+from ..remote.watchdog import start_watchdog
 from ..run.concurrent import AttemptThread, drive_concurrently, stop_all
 from ..run.control import ControlChannel
 from ..run.observer import RunObserver
@@ -327,7 +328,10 @@ class WorkerLoop:
 
         channel = WorkerChannel(self.config)
         others: dict[str, Callable[[dict[str, Any]], None]] = {}
+        watchdog = None
         if self.link is not None:
+            context = self.config.stash[runtime_key].context
+            watchdog = start_watchdog(context.run_id, context.kill_grace)
             link = self.link
             others[SIDE_CHANNEL] = lambda kwargs: link.attach(kwargs["channel"])
             others[FILE] = lambda kwargs: link.receive_file(kwargs["path"], kwargs["data"], kwargs["end"])
@@ -361,6 +365,8 @@ class WorkerLoop:
                     break  # (steps still running are cancelled by the controller, and reported)
         finally:
             stop_all(running.values())  # Ctrl-C, or a stop: nothing this worker started outlives it
+            if watchdog is not None:
+                os.close(watchdog)  # ... nor anything its steps left on this machine
         return True
 
     def _ended(self, job: dict[str, Any], attempt: object) -> None:

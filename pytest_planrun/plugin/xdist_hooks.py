@@ -5,6 +5,7 @@ PYTEST_DONT_REWRITE
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -12,7 +13,8 @@ import pytest
 from ..remote.messages import REMOTE
 from ..remote.shipped import PLANS, ship
 from .items import runtime_key
-from .xdist_seam import is_remote
+from .options import takes_value
+from .xdist_seam import is_remote, ship_options_whole
 
 if TYPE_CHECKING:
     from xdist.workermanage import WorkerController
@@ -32,6 +34,10 @@ class XdistHooks:
             if is_remote(node):
                 node.workerinput[REMOTE] = True
                 node.workerinput[PLANS] = ship(list(runtime.plans.values()), self.config.rootpath)
+
+    def pytest_xdist_setupnodes(self, config: pytest.Config, specs: Sequence[Any]) -> None:
+        if any(not (spec.popen and not spec.chdir) for spec in specs):  # some worker is remote
+            ship_options_whole(config, takes_value)
 
     @pytest.hookimpl(tryfirst=True)  # xdist's own implementation is trylast; ours decides for plans
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:

@@ -10,6 +10,7 @@ PYTEST_DONT_REWRITE
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable
@@ -187,6 +188,27 @@ def survive_lost_hosts(config: pytest.Config, on_lost: Callable[[WorkerControlle
             return None
 
     dsession._clone_node = clone_or_go_on
+
+
+def ship_options_whole(config: pytest.Config, takes_value: Callable[[str], bool]) -> None:
+    """Write each ``--option VALUE`` of ours as ``--option=VALUE`` in the arguments xdist sends remote
+    workers. xdist 3.8 workermanage.py ``make_reltoroot`` rewrites every argument naming an existing
+    path relative to its rsync roots and raises for one outside them, so ``--plan plans/x.json``
+    stopped every remote worker at its start; ``--plan=plans/x.json`` names no file, passes as is
+    (the worker gets the plan itself from the controller)."""
+    args = list(config.invocation_params.args)
+    joined: list[str] = []
+    skip = False
+    for arg, following in zip(args, [*args[1:], None], strict=True):
+        if skip:
+            skip = False
+        elif takes_value(arg) and following is not None and not following.startswith("-"):
+            joined.append(f"{arg}={following}")
+            skip = True
+        else:
+            joined.append(arg)
+    if joined != args:
+        config.invocation_params = dataclasses.replace(config.invocation_params, args=tuple(joined))
 
 
 def worker_ids(config: pytest.Config) -> list[str] | None:
