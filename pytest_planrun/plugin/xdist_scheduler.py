@@ -219,7 +219,9 @@ class DagScheduling:
         """Steps the core may have started: the plan's cap, or the workers' slots if fewer, plus the
         starts that hold none (waiting for a busy worker their ``runs_on`` fits, or for their locks):
         idle workers take other steps meanwhile, and what runs never exceeds the cap or the slots."""
-        waiting = len(self._starts) + len(self._locking)
+        # (an unpinned start waits only when every worker is busy: more starts would merely queue)
+        pinned = sum(1 for start in self._starts if self._required(start.step_id))
+        waiting = pinned + len(self._locking)
         return max(1, min(self._cap, len(self._nodes) * self._per_worker + waiting))
 
     def _post_wake(self) -> None:
