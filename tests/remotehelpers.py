@@ -49,8 +49,9 @@ CONTROLLER_PREFIX = ["unshare", "--pid", "--kill-child", "--mount-proc"]
 
 
 def isolation_available(scratch: Path) -> bool:
-    """Whether workers can get their own mount namespace here: root, ``unshare`` present, and a tmpfs
-    mount inside a private namespace works (containers often refuse one or the other)."""
+    """Whether runs can be isolated here: root, ``unshare`` present, a tmpfs mount inside a private mount
+    namespace works (for the workers) and so does a PID namespace with its own /proc (for the controller);
+    containers often refuse one or the other."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         return False
     probe = Path(tempfile.mkdtemp(dir=scratch, prefix="probe-"))
