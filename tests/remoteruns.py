@@ -131,6 +131,14 @@ def wait_for_text(path: Path, needle: str, timeout: float = 60.0) -> str:
     raise AssertionError(f"{needle!r} never appeared in {path}")
 
 
+def still_there(path: Path, timeout: float = 10.0) -> bool:
+    """Whether ``path`` still exists after up to ``timeout`` s (a worker's cleanup may take a moment)."""
+    deadline = time.monotonic() + timeout
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return path.exists()
+
+
 def failure_section(output: str, step_id: str) -> str:
     """The text of pytest's failure section for ``step_id``: titled ``step <id>: <command>``, or, for a step
     whose worker was lost (xdist reports the crash), the section that says ``step '<id>' failed``."""
