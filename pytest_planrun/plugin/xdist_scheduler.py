@@ -216,7 +216,13 @@ class DagScheduling:
     # -- internals ------------------------------------------------------------------------------
 
     def _slots(self) -> int:
-        return max(1, min(self._cap, len(self._nodes) * self._per_worker))
+        """Steps the core may have started: the plan's cap, or the workers' slots if fewer, plus the
+        starts that hold none (waiting for a busy worker their ``runs_on`` fits, or for their locks):
+        idle workers take other steps meanwhile, and what runs never exceeds the cap or the slots."""
+        # (an unpinned start waits only when every worker is busy: more starts would merely queue)
+        pinned = sum(1 for start in self._starts if self._required(start.step_id))
+        waiting = pinned + len(self._locking)
+        return max(1, min(self._cap, len(self._nodes) * self._per_worker + waiting))
 
     def _post_wake(self) -> None:
         with self._lock:
@@ -263,6 +269,8 @@ class DagScheduling:
             else:
                 waiting.append(start)  # its workers are busy; the starts behind it may go elsewhere
         self._starts = waiting
+        if self._started and self.controller.core is not None and self.controller.core.slots != self._slots():
+            self.controller.set_slots(self._slots())  # its new starts come on the next turn of the loop
         while self._plain and not stopping and (node := self._least_busy(None)) is not None:
             index = self._plain.popleft()
             self._running.setdefault(node, {})[index] = None

@@ -8,10 +8,12 @@ from typing import Any
 
 import execnet
 import pytest
+from filelock import FileLock, Timeout
 
 from pytest_planrun.plan import Masker, load_plan
 from pytest_planrun.plugin.controller import PlanController, place_for
 from pytest_planrun.plugin.xdist_scheduler import DagScheduling
+from pytest_planrun.run.locks import lock_path
 from pytest_planrun.run.step import RunContext, display_command
 
 
@@ -51,6 +53,7 @@ class FakeConfig:
         self._dsession = dsession
         self.reports: list[pytest.TestReport] = []
         self.hook = self
+        self.on_report: Any = None
 
     def getplugin(self, name: str) -> Any:
         return self._dsession if name == "dsession" else None
@@ -63,6 +66,8 @@ class FakeConfig:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.reports.append(report)
+        if self.on_report is not None:  # as the controller's plugin passes every report on
+            self.on_report(report)
 
     def pytest_planrun_step_finished(self, **kwargs: Any) -> None:
         pass
@@ -72,7 +77,11 @@ class FakeConfig:
 
 
 def make_scheduler(
-    tmp_path: Path, steps: list[dict[str, Any]], cap: int, per_worker: int = 1
+    tmp_path: Path,
+    steps: list[dict[str, Any]],
+    cap: int,
+    per_worker: int = 1,
+    labels: dict[str, frozenset[str]] | None = None,
 ) -> tuple[DagScheduling, PlanController]:
     import json
 
@@ -84,6 +93,7 @@ def make_scheduler(
     config: Any = FakeConfig(dsession)
     context = RunContext("r1", tmp_path / "run", tmp_path, Masker(()))
     controller = PlanController(config, [plan], context, [])
+    config.on_report = controller.on_report
 
     def places(nodeids: list[str]) -> dict[str, Any]:
         return {
@@ -93,7 +103,7 @@ def make_scheduler(
             for n in nodeids
         }
 
-    return DagScheduling(config, controller, places, cap, per_worker), controller
+    return DagScheduling(config, controller, places, cap, per_worker, labels), controller
 
 
 def call_report(step_id: str, attempt: int, state: str) -> pytest.TestReport:
@@ -198,3 +208,87 @@ def test_each_worker_takes_up_to_its_slots_spread_evenly(tmp_path: Path) -> None
     controller.on_report(call_report(done, 1, "succeeded"))
     sched.mark_test_complete(gw0, int(done[1:]))
     assert (len(gw0.steps), len(gw1.steps)) == (3, 2)  # the freed slot is refilled on gw0
+
+
+def wake(controller: PlanController) -> None:
+    """Run what was posted to the controller's loop (as xdist's loop would, on its next turn)."""
+    config: Any = controller.config
+    dsession = config._dsession
+    while not dsession.queue.empty():
+        name, kwargs = dsession.queue.get()
+        getattr(dsession, f"worker_{name}")(**kwargs)
+
+
+def start_nodes(sched: DagScheduling, nodeids: list[str], *names: str) -> list[MockNode]:
+    nodes = [MockNode(name) for name in names]
+    for node in nodes:
+        sched.add_node(node)
+        sched.add_node_collection(node, nodeids)
+    sched.schedule()
+    return nodes
+
+
+def test_pinned_steps_go_to_the_workers_with_their_labels_and_wait_for_them(tmp_path: Path) -> None:
+    steps: list[dict[str, Any]] = [
+        {"id": "gpu1", "command": "true", "runs_on": "gpu"},
+        {"id": "gpu2", "command": "true", "runs_on": ["gpu"]},
+        {"id": "any", "command": "true"},
+    ]
+    labels = {"gw1": frozenset({"gpu", "linux"})}
+    sched, controller = make_scheduler(tmp_path, steps, cap=3, labels=labels)
+    gw0, gw1 = start_nodes(sched, [f"plan.json::{s['id']}" for s in steps], "gw0", "gw1")
+    assert (gw0.steps, gw1.steps) == ([], ["gpu1"])  # gpu2 waits for the one gpu worker ...
+    wake(controller)
+    assert (gw0.steps, gw1.steps) == (["any"], ["gpu1"])  # ... and the idle worker takes the next step
+    controller.on_report(call_report("gpu1", 1, "succeeded"))
+    sched.mark_test_complete(gw1, 0)
+    assert gw1.steps == ["gpu1", "gpu2"]
+
+
+def test_a_pinned_step_whose_workers_are_all_lost_fails_instead_of_waiting(tmp_path: Path) -> None:
+    steps: list[dict[str, Any]] = [
+        {"id": "first", "command": "true"},
+        {"id": "gpu", "command": "true", "runs_on": "gpu", "depends_on": ["first"]},
+    ]
+    sched, controller = make_scheduler(tmp_path, steps, cap=2, labels={"gw1": frozenset({"gpu"})})
+    gw0, gw1 = start_nodes(sched, ["plan.json::first", "plan.json::gpu"], "gw0", "gw1")
+    assert (gw0.steps, gw1.steps) == (["first"], [])  # ties go to the first worker
+    assert sched.remove_node(gw1) is None  # the gpu worker is lost while the first step runs
+    controller.on_report(call_report("first", 1, "succeeded"))
+    sched.mark_test_complete(gw0, 0)
+    config: Any = controller.config
+    (failed,) = [r for r in config.reports if r.when == "call" and r.nodeid == "plan.json::gpu"]
+    assert failed.outcome == "failed"
+    assert "no worker left that can run it: runs_on ['gpu'] (workers up: gw0)" in str(failed.longrepr)
+    wake(controller)
+    assert controller.final is not None and controller.final.state == "failed"
+    assert sched.tests_finished
+
+
+def test_the_controller_holds_a_steps_locks_while_it_runs(tmp_path: Path) -> None:
+    steps: list[dict[str, Any]] = [
+        {"id": "a", "command": "true", "locks": ["push"]},
+        {"id": "b", "command": "true"},
+    ]
+    sched, controller = make_scheduler(tmp_path, steps, cap=2)
+    gw0, gw1 = start_nodes(sched, ["plan.json::a", "plan.json::b"], "gw0", "gw1")
+    config: Any = controller.config
+    dsession = config._dsession
+    assert gw0.steps + gw1.steps == ["b"]  # a waits for its lock, on a thread of the controller
+
+    def sent_a() -> list[dict[str, Any]]:
+        return [kw for node in (gw0, gw1) for n, kw in node.sent if n == "planrun_run" and kw["step_id"] == "a"]
+
+    while not sent_a():  # once the lock is taken, the loop is woken
+        name, kwargs = dsession.queue.get(timeout=30)
+        getattr(dsession, f"worker_{name}")(**kwargs)
+    (sent,) = sent_a()
+    assert sent["held"] == {"waited_for": None, "waited": pytest.approx(sent["held"]["waited"])}
+    lock = FileLock(str(lock_path("push")))
+    with pytest.raises(Timeout):  # held by the controller while the step runs
+        lock.acquire(timeout=0.1)
+    holder = gw0 if "a" in gw0.steps else gw1
+    controller.on_report(call_report("a", 1, "succeeded"))
+    sched.mark_test_complete(holder, 0)
+    lock.acquire(timeout=10)  # released once its report is in
+    lock.release()
