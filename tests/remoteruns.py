@@ -20,6 +20,8 @@ from pytest_planrun.ledger import queries
 
 # A step's start and end on its stdout: the workers share no disk with the test, their logs reach it.
 STAMPED = 'echo "start $(date +%s.%N)"; sleep 1; echo "end $(date +%s.%N)"'
+# The same for 2 s: long enough to overlap another worker's step even if that worker came up late.
+STAMPED_LONG = STAMPED.replace("sleep 1", "sleep 2")
 
 
 def remote_args(workers: list[RemoteWorker], *args: str) -> list[str]:
