@@ -3,7 +3,7 @@
 # a venv beside .venv, made again only when pyproject.toml, the constraints or this script change:
 #   lowest      pytest, pytest-xdist, pluggy, pydantic and execnet at the lowest versions pyproject.toml
 #               declares (scripts/lowest-constraints.txt): the parallel, JUnit, scheduling and policy
-#               tests and the xdist seam's, so that the declared range is a tested range;
+#               tests, the xdist seam's and the remote workers', so that the declared range is a tested range;
 #   neighbours  the newest pytest-timeout, pytest-rerunfailures and pytest-randomly, which change every
 #               session of an environment they are installed in (so not .venv): the tests of plan runs
 #               beside them, which skip elsewhere.
@@ -53,7 +53,7 @@ workers=(-n "${PLANRUN_TEST_WORKERS:-3}" --dist worksteal)
 start=$SECONDS
 .venv-lowest/bin/python -m pytest "${workers[@]}" tests/unit/test_lowest_versions.py tests/plugin/test_parallel.py \
     tests/plugin/test_junit.py tests/unit/test_xdist_scheduler.py tests/plugin/test_policies.py \
-    tests/plugin/test_good_citizen.py "$@"
+    tests/plugin/test_good_citizen.py tests/remote "$@"
 echo "test-envs: lowest versions tested in $((SECONDS - start)) s"
 start=$SECONDS
 # (not test_collection.py: pytest-randomly may list independent steps in another valid order than it expects)

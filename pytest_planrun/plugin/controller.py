@@ -201,21 +201,27 @@ class PlanController:
         step = self.steps[start.step_id]
         place = self.places[start.step_id]
         failed = StepFailed(step, record, record.command).describe()
+        data = {"step_id": start.step_id, "attempt": start.attempt}
+        self._report_phases(
+            place,
+            ("setup", "passed", None, data),
+            ("call", "failed", failed, {**data, "record": record.to_dict()}),
+            ("teardown", "passed", None, data),
+        )
+
+    def _report_phases(self, place: StepPlace, *phases: tuple[str, str, object, dict[str, object]]) -> None:
+        """Report a step's item as its protocol would: ``(when, outcome, longrepr, planrun data)`` each."""
         hook = self.config.hook
         hook.pytest_runtest_logstart(nodeid=place.nodeid, location=place.location)
-        phases = (("setup", "passed", None), ("call", "failed", failed), ("teardown", "passed", None))
-        for when, outcome, longrepr in phases:
+        for when, outcome, longrepr, data in phases:
             report = pytest.TestReport(
                 nodeid=place.nodeid,
                 location=place.location,
                 keywords=place.keywords,
                 outcome=outcome,  # type: ignore[arg-type]
-                longrepr=longrepr,
+                longrepr=longrepr,  # type: ignore[arg-type]
                 when=when,  # type: ignore[arg-type]
             )
-            data: dict[str, object] = {"step_id": start.step_id, "attempt": start.attempt}
-            if when == "call":
-                data["record"] = record.to_dict()
             report.planrun = data  # type: ignore[attr-defined]
             hook.pytest_runtest_logreport(report=report)
         hook.pytest_runtest_logfinish(nodeid=place.nodeid, location=place.location)
@@ -436,23 +442,9 @@ class PlanController:
     def _report_verdict(self, step_id: str, reason: str) -> None:
         """Report a step the core skipped or cancelled without running it, as pytest reports a skip."""
         place = self.places[step_id]
-        hook = self.config.hook
-        hook.pytest_runtest_logstart(nodeid=place.nodeid, location=place.location)
-        for when, outcome, longrepr in (
-            ("setup", "skipped", verdict_longrepr(place.location, reason)),
-            ("teardown", "passed", None),
-        ):
-            report = pytest.TestReport(
-                nodeid=place.nodeid,
-                location=place.location,
-                keywords=place.keywords,
-                outcome=outcome,  # type: ignore[arg-type]
-                longrepr=longrepr,
-                when=when,  # type: ignore[arg-type]
-            )
-            report.planrun = {"step_id": step_id, "verdict": reason}  # type: ignore[attr-defined]
-            hook.pytest_runtest_logreport(report=report)
-        hook.pytest_runtest_logfinish(nodeid=place.nodeid, location=place.location)
+        data: dict[str, object] = {"step_id": step_id, "verdict": reason}
+        skipped = verdict_longrepr(place.location, reason)
+        self._report_phases(place, ("setup", "skipped", skipped, data), ("teardown", "passed", None, data))
         self._finish_step(step_id)
 
     def finish(self, exit_code: int) -> None:

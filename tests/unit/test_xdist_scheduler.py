@@ -274,7 +274,7 @@ def test_the_controller_holds_a_steps_locks_while_it_runs(tmp_path: Path) -> Non
     gw0, gw1 = start_nodes(sched, ["plan.json::a", "plan.json::b"], "gw0", "gw1")
     config: Any = controller.config
     dsession = config._dsession
-    assert gw0.steps + gw1.steps == ["b"]  # a waits for its lock, on a thread of the controller
+    assert "b" in gw0.steps + gw1.steps  # a is sent once a thread of the controller holds its lock
 
     def sent_a() -> list[dict[str, Any]]:
         return [kw for node in (gw0, gw1) for n, kw in node.sent if n == "planrun_run" and kw["step_id"] == "a"]
