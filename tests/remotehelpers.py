@@ -3,7 +3,9 @@ directory (its cwd, HOME and TMPDIR) and environment, and, where the machine all
 namespace in which the controller's files are hidden and its own files are out of the controller's sight.
 
 Isolated, a worker behaves like another machine for every file: anything planrun passes through the shared
-disk instead of the xdist channel (the plan, logs, provided files, locks) fails. The controller then runs in
+disk instead of the xdist channel (the plan, logs, provided files, locks) fails. Its directory is a bind
+mount, in its namespace only, of a backing directory the test reads (``files()``), during the worker's life
+and after it. The controller then runs in
 its own PID namespace (``CONTROLLER_PREFIX``), so it cannot see or signal the workers' processes either, as
 it could not on another machine: a step a lost worker leaves running is not cleaned up by the controller's
 sweep of its own machine. The test itself sees every process. A socket server serves one connection at a
@@ -32,11 +34,12 @@ from planhelpers import processes_of_run
 # so the xdist worker (and every step it starts) runs inside the server process.
 SOCKET_SERVER = Path(execnet.__file__).parent / "script" / "socketserver.py"
 LISTENING = re.compile(r"Entering Accept loop \('127\.0\.0\.1', (\d+)\)")
-# Inside the new mount namespace: hide each of "$@" (the controller's files) and the worker's own directory
-# ($1) under empty tmpfs mounts, then become the server in that directory (exec: the pid stays the same).
+# Inside the new mount namespace: the worker's directory ($1) becomes its backing directory ($2), then each
+# of "$@" (the controller's files, the backing directories) is hidden under an empty tmpfs, and the server
+# starts in that directory (exec: the pid stays the same).
 ISOLATED_START = (
-    'worker="$1"; python="$2"; server="$3"; shift 3; '
-    'mount -t tmpfs tmpfs "$worker" || exit 90; '
+    'worker="$1"; backing="$2"; python="$3"; server="$4"; shift 4; '
+    'mount --bind "$backing" "$worker" || exit 90; '
     'for hidden in "$@"; do mount -t tmpfs tmpfs "$hidden" || exit 91; done; '
     'cd "$worker" && exec "$python" -u "$server" 127.0.0.1:0'
 )
@@ -46,11 +49,13 @@ ISOLATED_START = (
 # (which the test starts and may kill). Workers stay in the test's namespace: a killed worker's steps must
 # not be cleaned up by the kernel ending a namespace, as nothing would on another machine.
 CONTROLLER_PREFIX = ["unshare", "--pid", "--kill-child", "--mount-proc"]
+BACKING = "backing"  # under the pool's base: the isolated workers' files, hidden from every worker
 
 
 def isolation_available(scratch: Path) -> bool:
-    """Whether workers can get their own mount namespace here: root, ``unshare`` present, and a tmpfs
-    mount inside a private namespace works (containers often refuse one or the other)."""
+    """Whether runs can be isolated here: root, ``unshare`` present, a tmpfs mount inside a private mount
+    namespace works (for the workers) and so does a PID namespace with its own /proc (for the controller);
+    containers often refuse one or the other."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         return False
     probe = Path(tempfile.mkdtemp(dir=scratch, prefix="probe-"))
@@ -69,7 +74,8 @@ class RemoteWorker:
     """One socket server standing for a remote machine; ``tx`` is its ``--tx`` value."""
 
     name: str
-    directory: Path
+    directory: Path  # where it works, as the worker sees it (empty to the test when isolated)
+    backing: Path  # the same files as the test sees them (``directory`` itself when not isolated)
     log: Path
     isolated: bool
     process: subprocess.Popen[bytes]
@@ -93,15 +99,15 @@ class RemoteWorker:
         self.process.wait(timeout=30)
 
     def seen(self, path: Path) -> Path:
-        """``path`` (absolute) as the worker sees it: through its mount namespace when isolated (the test's
-        own view of ``directory`` is then the empty directory under the worker's mount)."""
-        if self.isolated:
-            return Path(f"/proc/{self.pid}/root") / path.relative_to("/")
-        return path
+        """Where the test finds what the worker sees at ``path``: for a path in its directory (its HOME and
+        TMPDIR too) even after the worker ended, elsewhere through its mount namespace while it lives."""
+        if path.is_relative_to(self.directory):
+            return self.backing / path.relative_to(self.directory)
+        return Path(f"/proc/{self.pid}/root") / path.relative_to("/") if self.isolated else path
 
     def files(self) -> Path:
         """The worker's directory as the worker sees it."""
-        return self.seen(self.directory)
+        return self.backing
 
     def clear(self) -> None:
         """Remove what earlier runs left in the worker's directory, so a test sees only its own files."""
@@ -131,11 +137,13 @@ def start_worker(name: str, base: Path, hidden: list[Path], isolate: bool, timeo
     ``hidden``: the controller's directories the worker must not see (only when ``isolate``)."""
     directory = base / name
     directory.mkdir(parents=True, exist_ok=True)
-    log = base / f"{name}.server.log"  # outside the worker's directory, which its mount hides from us
+    backing = base / BACKING / name if isolate else directory
+    backing.mkdir(parents=True, exist_ok=True)
+    log = base / f"{name}.server.log"
     python = sys.executable
     if isolate:
         argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", ISOLATED_START, "sh"]
-        argv += [str(directory), python, str(SOCKET_SERVER), *map(str, hidden)]
+        argv += [str(directory), str(backing), python, str(SOCKET_SERVER), *map(str, [*hidden, base / BACKING])]
     else:
         argv = [python, "-u", str(SOCKET_SERVER), "127.0.0.1:0"]
     with log.open("wb") as out:
@@ -156,7 +164,7 @@ def start_worker(name: str, base: Path, hidden: list[Path], isolate: bool, timeo
                 process.wait()
             raise RuntimeError(f"worker {name} did not start (exit {process.returncode}): {log.read_text()}")
         time.sleep(0.01)  # polls the server's first line; the interval sets no order
-    return RemoteWorker(name, directory, log, isolate, process, int(found.group(1)))
+    return RemoteWorker(name, directory, backing, log, isolate, process, int(found.group(1)))
 
 
 Workers = Callable[[int], list[RemoteWorker]]  # the ``remote_workers`` fixture: n live, cleared workers

@@ -20,6 +20,8 @@ from pytest_planrun.ledger import queries
 
 # A step's start and end on its stdout: the workers share no disk with the test, their logs reach it.
 STAMPED = 'echo "start $(date +%s.%N)"; sleep 1; echo "end $(date +%s.%N)"'
+# The same for 2 s: long enough to overlap another worker's step even if that worker came up late.
+STAMPED_LONG = STAMPED.replace("sleep 1", "sleep 2")
 
 
 def remote_args(workers: list[RemoteWorker], *args: str) -> list[str]:
@@ -129,6 +131,14 @@ def wait_for_text(path: Path, needle: str, timeout: float = 60.0) -> str:
                     return line
         time.sleep(0.02)  # polls the controller's log; the interval sets no order
     raise AssertionError(f"{needle!r} never appeared in {path}")
+
+
+def still_there(path: Path, timeout: float = 10.0) -> bool:
+    """Whether ``path`` still exists after up to ``timeout`` s (a worker's cleanup may take a moment)."""
+    deadline = time.monotonic() + timeout
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return path.exists()
 
 
 def failure_section(output: str, step_id: str) -> str:

@@ -19,6 +19,7 @@ from remoteruns import (
     log_path,
     run_remote,
     start_remote,
+    still_there,
     the_run,
     wait_for_text,
 )
@@ -38,14 +39,15 @@ def test_a_step_on_a_lost_worker_is_retried_on_another_worker(
 ) -> None:
     workers = remote_workers(2)
     run_dir = pytester.path / "out"
-    script = 'echo "started on $PLANRUN_TEST_WORKER"; [ "$PLANRUN_ATTEMPT" -ge 2 ] || exec sleep 300'
+    script = 'echo "run_dir=$PLANRUN_RUN_DIR"; echo "started on $PLANRUN_TEST_WORKER"; '
+    script += '[ "$PLANRUN_ATTEMPT" -ge 2 ] || exec sleep 300'
     steps = [sh("long", script, retries=1), sh("after", "true", depends_on=["long"])]
     proc = start_remote(pytester, request, workers, steps, "--planrun-run-dir", str(run_dir))
     victim = lose_the_worker_of(run_dir, workers)
     out = finish(proc)
     assert proc.returncode == 0, out
     (survivor,) = [w for w in workers if w is not victim]
-    assert log_path(run_dir, "long", 2).read_text() == f"started on {survivor.name}\n"
+    assert log_path(run_dir, "long", 2).read_text().splitlines()[-1] == f"started on {survivor.name}"
     run, rows = the_run(pytester)
     attempts = by_step(rows)
     first, second = attempts["long"]
@@ -53,8 +55,11 @@ def test_a_step_on_a_lost_worker_is_retried_on_another_worker(
     assert second["state"] == "succeeded" and second["worker"] != first["worker"]
     assert [row["state"] for row in attempts["after"]] == ["succeeded"]
     assert run["state"] == "succeeded"
-    # nothing of the lost attempt goes on on the lost worker's machine (the controller cannot see it)
+    # nothing of the lost attempt goes on on the lost worker's machine (the controller cannot see it), and
+    # the lost worker's temporary run folder is gone, as a worker's that ends normally
     assert processes_left(run["run_id"]) == []
+    lost_run_dir = Path(log_path(run_dir, "long").read_text().splitlines()[0].removeprefix("run_dir="))
+    assert not still_there(victim.seen(lost_run_dir)), sorted(victim.seen(lost_run_dir).rglob("*"))
 
 
 @pytest.mark.parametrize("count", [2, 1], ids=["another-worker-left", "last-worker"])

@@ -22,6 +22,7 @@ from planhelpers import overlap, plan_doc, sh
 from remotehelpers import Workers, controller_prefix, tx_args
 from remoteruns import (
     STAMPED,
+    STAMPED_LONG,
     by_step,
     failure_section,
     finish,
@@ -202,11 +203,11 @@ def test_a_provided_file_missing_or_too_large_fails_its_producer(
 def test_steps_sharing_a_lock_on_two_workers_never_overlap(pytester: pytest.Pytester, remote_workers: Workers) -> None:
     first, second = remote_workers(2)
     pinned = labels("gw0=a", "gw1=b")
-    # without the lock the two steps overlap: each has a worker to itself
+    # without the lock the same two steps overlap: each has a worker to itself
     result = run_remote(
         pytester,
         [first, second],
-        [sh("one", STAMPED, runs_on="a"), sh("two", STAMPED, runs_on="b")],
+        [sh("one", STAMPED_LONG, runs_on="a"), sh("two", STAMPED_LONG, runs_on="b")],
         *pinned,
         "--planrun-run-dir",
         "unlocked",
@@ -214,7 +215,7 @@ def test_steps_sharing_a_lock_on_two_workers_never_overlap(pytester: pytest.Pyte
     result.assert_outcomes(passed=2)
     unlocked = pytester.path / "unlocked"
     assert overlap(*(span(log_path(unlocked, name).read_text()) for name in ("one", "two")))
-    steps = [sh("one", STAMPED, locks=["db"], runs_on="a"), sh("two", STAMPED, locks=["db"], runs_on="b")]
+    steps = [sh("one", STAMPED_LONG, locks=["db"], runs_on="a"), sh("two", STAMPED_LONG, locks=["db"], runs_on="b")]
     result = run_remote(pytester, [first, second], steps, *pinned, "--planrun-run-dir", "locked")
     result.assert_outcomes(passed=2)
     locked = pytester.path / "locked"
