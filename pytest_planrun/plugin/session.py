@@ -37,7 +37,7 @@ from .controller import PlanController, StepPlace, place_for
 from .items import StepItem, Ticket, ran_key, runtime_key, step_lines, ticket_key
 from .junit import JUnitEnricher
 from .live import BeatTimer, LiveRun
-from .options import Settings
+from .options import Settings, on_unconfigure
 from .report import TerminalSummary
 from .xdist_seam import loop_poster, report_node, stop_requested
 
@@ -328,10 +328,11 @@ class WorkerLoop:
 
         channel = WorkerChannel(self.config)
         others: dict[str, Callable[[dict[str, Any]], None]] = {}
-        watchdog = None
         if self.link is not None:
             context = self.config.stash[runtime_key].context
-            watchdog = start_watchdog(context.run_id, context.kill_grace)
+            # its temporary folder: the shipped plans beside the run directory (plan_hooks.load_shipped)
+            watchdog = start_watchdog(context.run_id, context.kill_grace, context.run_dir.parent)
+            on_unconfigure(self.config, partial(os.close, watchdog))  # set off when the worker ends
             link = self.link
             others[SIDE_CHANNEL] = lambda kwargs: link.attach(kwargs["channel"])
             others[FILE] = lambda kwargs: link.receive_file(kwargs["path"], kwargs["data"], kwargs["end"])
@@ -365,8 +366,6 @@ class WorkerLoop:
                     break  # (steps still running are cancelled by the controller, and reported)
         finally:
             stop_all(running.values())  # Ctrl-C, or a stop: nothing this worker started outlives it
-            if watchdog is not None:
-                os.close(watchdog)  # ... nor anything its steps left on this machine
         return True
 
     def _ended(self, job: dict[str, Any], attempt: object) -> None:
