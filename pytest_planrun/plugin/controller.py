@@ -271,6 +271,7 @@ class PlanController:
             # xdist's report for a worker that crashed, or whose host or connection was lost, while
             # running this step
             record = self._lost_attempt(step_id, report, f"worker lost ({worker_id(report)})")
+            report.location = self.places[step_id].location  # xdist's names the file only
             report.longrepr = (
                 f"step '{step_id}' failed: worker lost while running it (attempt {record.attempt}): "
                 f"{worker_id(report)} crashed, or its host or connection went away"

@@ -146,6 +146,9 @@ def test_every_step_of_a_crashed_worker_is_reported_crashed(run_plan: RunPlan, p
     result.assert_outcomes(failed=2, skipped=1)
     out = result.stdout.str()
     assert "step 'victim' failed: worker lost" in out and "step 'crasher' failed: worker lost" in out, out
+    # each failure is titled like any step's failure: the step and its command, not the plan file
+    for step_id in ("victim", "crasher"):  # (in the order they were reported)
+        result.stdout.re_match_lines([rf"_+ step {step_id}: sh -c .* _+$"])
     assert not alive(int((pytester.path / "victim.pid").read_text()))
 
 
