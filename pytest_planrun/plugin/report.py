@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..core.state import Ended, Outcome, Verdict
-from ..run.observer import RunInfo
-from ..run.records import ALLOWED_FAILURE, AttemptRecord, StepResult
+from ..run.observer import ResultsObserver
+from ..run.records import ALLOWED_FAILURE, AttemptRecord
 from .items import add_retry_reason
 
 if TYPE_CHECKING:
@@ -68,57 +68,38 @@ def assumed_lines(assumed: dict[str, tuple[str, ...]]) -> list[str]:
     ]
 
 
-class TerminalSummary:
-    """A ``RunObserver`` that remembers what the terminal summary needs."""
+class TerminalSummary(ResultsObserver):
+    """A ``RunObserver`` that remembers what the terminal summary needs, and says which step waits."""
 
     def __init__(self, config: pytest.Config) -> None:
+        super().__init__()
         self.config = config
         self.controller: PlanController | None = None
-        self.run: RunInfo | None = None
-        self.flaky: list[StepResult] = []
-        self.allowed: list[StepResult] = []
-        self.state: str | None = None
-        self.message: str | None = None
 
     def _line(self, text: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None and self.config.get_verbosity() >= 0:
             reporter.write_line(text)
 
-    def run_started(self, run: RunInfo, now: float) -> None:
-        self.run = run
-
-    def attempt_started(self, step_id: str, attempt: int, worker: str, now: float) -> None:
-        pass
-
-    def attempt_ended(self, record: AttemptRecord, will_retry: bool) -> None:
-        pass
-
     def step_waiting(self, step_id: str, reason: str, now: float) -> None:
         self._line(f"planrun: step '{step_id}' is {reason}")
-
-    def step_finished(self, result: StepResult, now: float) -> None:
-        if result.outcome is Outcome.SUCCEEDED and len(result.attempts) > 1:
-            self.flaky.append(result)
-        if result.allowed_failure:
-            self.allowed.append(result)
-
-    def run_finished(self, state: str, exit_code: int, message: str | None, now: float) -> None:
-        self.state, self.message = state, message
 
     def write(self, reporter: Any) -> None:
         if self.run is None:
             return
-        if self.flaky:
+        results = self.results.values()
+        flaky = [r for r in results if r.outcome is Outcome.SUCCEEDED and len(r.attempts) > 1]
+        allowed = [r for r in results if r.allowed_failure]
+        if flaky:
             reporter.write_sep("=", "planrun: passed after retries", yellow=True)
-            for result in self.flaky:
+            for result in flaky:
                 failures = ", ".join(
                     f"#{r.attempt} {r.error or 'failed'}" for r in result.attempts if r.state != "succeeded"
                 )
                 reporter.write_line(f"FLAKY {result.step_id}: passed on attempt {len(result.attempts)} ({failures})")
-        if self.allowed:
+        if allowed:
             reporter.write_sep("=", "planrun: allowed failures (critical: false)", yellow=True)
-            for result in self.allowed:
+            for result in allowed:
                 last = result.attempts[-1] if result.attempts else None
                 reporter.write_line(f"ALLOWED {result.step_id}: {last.error if last else result.reason}")
         run = self.run
