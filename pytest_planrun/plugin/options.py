@@ -19,6 +19,7 @@ import pytest
 
 from ..core.placement import SERIAL_WORKER, is_label
 from ..ledger.directory import DEFAULT_LEDGER
+from ..run.provided import DEFAULT_LIMIT_MB
 
 if TYPE_CHECKING:
     from ..core.whatif import Assumption
@@ -145,28 +146,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("planrun_slots_per_worker", SLOTS_HELP)
 
 
-def _seconds(value: str, where: str) -> float:
+def _amount(value: str, where: str, unit: str) -> float:
     try:
-        seconds = float(value)
+        amount = float(value)
     except ValueError:
-        raise pytest.UsageError(f"invalid number of seconds {value!r} from {where}") from None
-    if seconds < 0:
-        raise pytest.UsageError(f"invalid number of seconds {value!r} from {where}: must not be negative")
-    return seconds
+        raise pytest.UsageError(f"invalid number of {unit} {value!r} from {where}") from None
+    if amount < 0:
+        raise pytest.UsageError(f"invalid number of {unit} {value!r} from {where}: must not be negative")
+    return amount
 
 
-def _setting(config: pytest.Config, name: str, default: float, *, positive: bool = False) -> float:
-    """Seconds from ``--planrun-x-y``, else the ini key ``planrun_x_y``, else ``default``."""
+def _setting(
+    config: pytest.Config, name: str, default: float, *, positive: bool = False, unit: str = "seconds"
+) -> float:
+    """An amount (of ``unit``) from ``--planrun-x-y``, else the ini key ``planrun_x_y``, else ``default``."""
     flag = getattr(config.option, name)
     if flag is not None:
-        seconds = _seconds(flag, "--" + name.replace("_", "-"))
+        amount = _amount(flag, "--" + name.replace("_", "-"), unit)
     elif config.getini(name):
-        seconds = _seconds(str(config.getini(name)), f"ini {name}")
+        amount = _amount(str(config.getini(name)), f"ini {name}", unit)
     else:
         return default
-    if positive and seconds == 0:
-        raise pytest.UsageError(f"{name.replace('_', ' ')}: the number of seconds must be above 0")
-    return seconds
+    if positive and amount == 0:
+        raise pytest.UsageError(f"{name.replace('_', ' ')}: the number of {unit} must be above 0")
+    return amount
 
 
 def _count(value: str, where: str) -> int:
@@ -212,7 +215,7 @@ class Settings:
     status_after: float = 10.0
     assume: tuple[tuple[str, Assumption], ...] = ()  # --planrun-assume: a what-if under --collect-only
     slots_per_worker: int | None = None  # None: max_concurrency divided among the workers
-    provide_limit: int = 100 * 1024 * 1024  # bytes per provided file
+    provide_limit: int = int(DEFAULT_LIMIT_MB * 1024 * 1024)  # bytes per provided file
     # worker name (gw0, or main without xdist) -> its labels; a worker not named carries none
     worker_labels: dict[str, frozenset[str]] = field(default_factory=dict)
 
@@ -234,11 +237,7 @@ class Settings:
         elif slots is not None:
             slots = _count(str(slots), "--planrun-slots-per-worker")
         resume = opt.planrun_resume
-        megabytes = opt.planrun_max_provided_mb or config.getini("planrun_max_provided_mb") or "100"
-        try:
-            provide_limit = int(float(megabytes) * 1024 * 1024)
-        except ValueError:
-            raise pytest.UsageError(f"--planrun-max-provided-mb: invalid number of MB {megabytes!r}") from None
+        provide_limit = int(_setting(config, "planrun_max_provided_mb", DEFAULT_LIMIT_MB, unit="MB") * 1024 * 1024)
         last_failed = bool(getattr(opt, "lf", False))  # absent with -p no:cacheprovider
         return cls(
             plans=tuple(opt.plan),
