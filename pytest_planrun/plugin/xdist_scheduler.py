@@ -21,9 +21,9 @@ import pytest
 from ..core.placement import fits
 from ..core.state import Cancel, Start, Wait
 from ..remote.inbox import Inbox
-from ..remote.messages import CHUNK
+from ..remote.messages import file_pieces
 from ..run.locks import LockTimeout
-from ..run.provided import ProvidedFile, blocks, kept_path
+from ..run.provided import ProvidedFile, kept_path
 from .controller import PlanController
 from .lock_broker import LockBroker, LockGrant
 from .report import assumed_lines
@@ -304,13 +304,11 @@ class DagScheduling:
                 continue
             kept = kept_path(self.controller.context.run_dir, file.path)
             try:
-                with kept.open("rb") as handle:
-                    for block in blocks(handle, CHUNK):
-                        send_file_piece(node, file.path, block, False)
+                for data, end in file_pieces(kept):
+                    send_file_piece(node, file.path, data, end)
             except OSError as error:  # the step then fails, saying the file was not delivered
                 log.warning("planrun: cannot send %s to %s: %s", kept, node.gateway.id, error)
                 continue
-            send_file_piece(node, file.path, b"", True)
             has.add((file.path, file.sha256))
 
     def _attempt_over(self, node: WorkerController, step_id: str) -> None:

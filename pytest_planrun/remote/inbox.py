@@ -7,13 +7,11 @@ PYTEST_DONT_REWRITE
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 from pathlib import Path
 from typing import IO
 
-from ..run.provided import kept_path
+from ..run.provided import Arriving, kept_path
 from ..run.step import log_paths
 
 log = logging.getLogger(__name__)
@@ -26,7 +24,7 @@ class Inbox:
         self.run_dir = run_dir
         self.worker = worker
         self._logs: dict[tuple[str, int, str], IO[bytes]] = {}
-        self._files: dict[str, tuple[IO[bytes], hashlib._Hash]] = {}
+        self._files: dict[str, Arriving] = {}
         self.received: dict[str, str] = {}  # path -> sha256 of each provided file received whole
 
     def receive(self, message: object) -> None:
@@ -64,24 +62,18 @@ class Inbox:
         return handle
 
     def _file_piece(self, path: str, data: bytes, end: bool) -> None:
-        target = kept_path(self.run_dir, path)
-        entry = self._files.get(path)
-        if entry is None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            entry = self._files[path] = (target.with_name(f".{target.name}.part").open("wb"), hashlib.sha256())
-        handle, digest = entry
-        handle.write(data)
-        digest.update(data)
+        arriving = self._files.get(path)
+        if arriving is None:
+            arriving = self._files[path] = Arriving(kept_path(self.run_dir, path))
+        arriving.write(data)
         if end:
-            handle.close()
             del self._files[path]
-            os.replace(handle.name, target)
-            self.received[path] = digest.hexdigest()
+            self.received[path] = arriving.finish()
 
     def close(self) -> None:
         for handle in self._logs.values():
             handle.close()
-        for handle, _ in self._files.values():
-            handle.close()
+        for arriving in self._files.values():
+            arriving.abandon()  # cut off: never put in place
         self._logs.clear()
         self._files.clear()

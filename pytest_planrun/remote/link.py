@@ -7,15 +7,14 @@ PYTEST_DONT_REWRITE
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ..run.process import Forward
-from ..run.provided import blocks, kept_path
+from ..run.provided import Arriving, kept_path
 from ..run.records import AttemptRecord
-from .messages import CHUNK, pieces
+from .messages import file_pieces, pieces
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +26,7 @@ class WorkerLink:
         self.run_dir = run_dir
         self._channel: Any = None
         self._attached = threading.Event()
-        self._incoming: dict[str, IO[bytes]] = {}
+        self._incoming: dict[str, Arriving] = {}
 
     def attach(self, channel: Any) -> None:
         self._channel = channel
@@ -49,22 +48,16 @@ class WorkerLink:
     def attempt_done(self, record: AttemptRecord) -> None:
         """Send the files the attempt provided, then the end of its logs; its report follows."""
         for file in record.provided:
-            kept = kept_path(self.run_dir, file.path)
-            with kept.open("rb") as handle:
-                for block in blocks(handle, CHUNK):
-                    self._send(("file", file.path, block, False))
-            self._send(("file", file.path, b"", True))
+            for data, end in file_pieces(kept_path(self.run_dir, file.path)):
+                self._send(("file", file.path, data, end))
         self._send(("logs_end", record.step_id, record.attempt))
 
     def receive_file(self, path: str, data: bytes, end: bool) -> None:
         """A piece of a file a consumer on this worker needs, kept where ``deliver`` looks for it."""
-        target = kept_path(self.run_dir, path)
-        handle = self._incoming.get(path)
-        if handle is None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            handle = self._incoming[path] = target.with_name(f".{target.name}.part").open("wb")
-        handle.write(data)
+        arriving = self._incoming.get(path)
+        if arriving is None:
+            arriving = self._incoming[path] = Arriving(kept_path(self.run_dir, path))
+        arriving.write(data)
         if end:
-            handle.close()
             del self._incoming[path]
-            os.replace(handle.name, target)
+            arriving.finish()

@@ -16,6 +16,9 @@ PYTEST_DONT_REWRITE
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+
+from ..run.provided import blocks
 
 CHUNK = 65536  # bytes per message: bounded memory on both ends, and output shows as it comes
 
@@ -27,3 +30,11 @@ REMOTE = "planrun_remote"  # workerinput key: this worker does not share the con
 def pieces(data: bytes, size: int = CHUNK) -> Iterator[bytes]:
     for start in range(0, len(data), size):
         yield data[start : start + size]
+
+
+def file_pieces(path: Path) -> Iterator[tuple[bytes, bool]]:
+    """A file as ``(data, end)`` messages: its blocks, then an empty last one that says it is whole."""
+    with path.open("rb") as handle:
+        for block in blocks(handle, CHUNK):
+            yield block, False
+    yield b"", True

@@ -54,17 +54,43 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+class Arriving:
+    """A file written in pieces beside its target and renamed into place once whole, so that a reader
+    never sees half a file; its sha256 is taken on the way."""
+
+    def __init__(self, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.target = target
+        self._staged = target.with_name(f".{target.name}.{os.getpid()}.part")
+        self._handle = self._staged.open("wb")
+        self._digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        self._handle.write(data)
+        self._digest.update(data)
+
+    def finish(self) -> str:
+        """Put the file in place; its sha256."""
+        self._handle.close()
+        os.replace(self._staged, self.target)
+        return self._digest.hexdigest()
+
+    def abandon(self) -> None:
+        self._handle.close()
+        self._staged.unlink(missing_ok=True)
+
+
 def _copy(source: Path, target: Path) -> str:
-    """Copy ``source`` to ``target`` (staged, then renamed: a reader never sees half a file); its sha256."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staged = target.with_name(f".{target.name}.{os.getpid()}.part")
-    digest = hashlib.sha256()
-    with source.open("rb") as read, staged.open("wb") as write:
-        for block in blocks(read):
-            digest.update(block)
-            write.write(block)
-    os.replace(staged, target)
-    return digest.hexdigest()
+    """Copy ``source`` to ``target`` (see ``Arriving``); its sha256."""
+    arriving = Arriving(target)
+    try:
+        with source.open("rb") as read:
+            for block in blocks(read):
+                arriving.write(block)
+    except BaseException:
+        arriving.abandon()
+        raise
+    return arriving.finish()
 
 
 def collect(
