@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
@@ -226,24 +226,28 @@ class PlanController:
             hook.pytest_runtest_logreport(report=report)
         hook.pytest_runtest_logfinish(nodeid=place.nodeid, location=place.location)
 
-    def unsent_record(self, start: Start, worker: str, error: str, **fields: object) -> AttemptRecord:
-        """The record of an attempt that never reached a worker (see ``report_unsent``)."""
+    def unsent_record(self, start: Start, worker: str, error: str, **fields: Any) -> AttemptRecord:
+        """The record of an attempt that never reached a worker (see ``report_unsent``); ``fields``
+        of ``AttemptRecord`` to set besides."""
+        return replace(self._failed_record(start.step_id, start.attempt, worker, error), **fields)
+
+    def _failed_record(self, step_id: str, attempt: int, worker: str, error: str) -> AttemptRecord:
+        """A failed attempt that ran no command (or whose end no worker reported), ending now."""
         now = time.time()
         return AttemptRecord(
-            step_id=start.step_id,
-            attempt=start.attempt,
+            step_id=step_id,
+            attempt=attempt,
             state="failed",
             exit_code=None,
-            timed_out=bool(fields.pop("timed_out", False)),
+            timed_out=False,
             started_at=now,
             ended_at=now,
             duration=0.0,
-            command=display_command(self.steps[start.step_id], self.context.masker),
+            command=display_command(self.steps[step_id], self.context.masker),
             stdout_path="",
             stderr_path="",
             error=error,
             worker=worker,
-            **fields,  # type: ignore[arg-type]
         )
 
     def on_report(self, report: pytest.TestReport) -> None:
@@ -317,24 +321,14 @@ class PlanController:
         from ..run.process import sweep_orphans
 
         sweep_orphans(self.context.run_id, step_id, grace=self.context.kill_grace)
-        now = time.time()
         attempt = self.core.attempts(step_id)
+        record = self._failed_record(step_id, attempt, worker_id(report), error)
         # what a remote worker streamed before it was lost is in the controller's logs
         stdout, stderr = log_paths(self.context.run_dir, step_id, attempt)
-        return AttemptRecord(
-            step_id=step_id,
-            attempt=attempt,
-            state="failed",
-            exit_code=None,
-            timed_out=False,
-            started_at=now,
-            ended_at=now,
-            duration=0.0,
-            command=display_command(self.steps[step_id], self.context.masker),
+        return replace(
+            record,
             stdout_path=str(stdout) if stdout.exists() else "",
             stderr_path=str(stderr) if stderr.exists() else "",
-            error=error,
-            worker=worker_id(report),
         )
 
     def next_wake(self) -> float | None:
