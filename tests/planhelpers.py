@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,15 @@ def kill_run_processes(run_id: str) -> list[int]:
             pass
     psutil.wait_procs(found, timeout=10)
     return [p.pid for p in found]
+
+
+def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    """Poll ``check`` (a file or ledger written by another process) until it holds, or fail."""
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return found
 
 
 def wait_for(path: Path, timeout: float = 60.0) -> str:

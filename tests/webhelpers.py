@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx2 as httpx
 import uvicorn
-from planhelpers import plan_doc
+from planhelpers import eventually, plan_doc
 from starlette.applications import Starlette
 
 from pytest_planrun.ledger import queries
@@ -23,15 +23,6 @@ from pytest_planrun.web.server import bind
 
 HOSTILE_NAME = "<script>window.pwnedName=1</script>"
 HOSTILE_OUTPUT = "<script>window.pwned=1</script><img src=x onerror=window.pwned=2>"
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    """Poll ``check`` (a file or ledger written by another process) until it holds, or fail."""
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return found
 
 
 def write_plan(root: Path, steps: list[dict[str, Any]], **globals_: Any) -> None:

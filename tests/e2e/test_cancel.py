@@ -6,24 +6,15 @@ import json
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from planhelpers import alive, plan_doc, sh, step, stop
+from planhelpers import alive, eventually, plan_doc, sh, step, stop
 
 from pytest_planrun.cli import main as planrun
 from pytest_planrun.ledger import queries
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return found
 
 
 @pytest.fixture

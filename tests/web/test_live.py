@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-from planhelpers import sh
-from webhelpers import EventStream, LiveRun, Server, eventually, step_state
+from planhelpers import eventually, sh
+from webhelpers import EventStream, LiveRun, Server, step_state
 
 
 def test_a_state_change_arrives_as_an_event_with_one_watcher_for_all_viewers(
