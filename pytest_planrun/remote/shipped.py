@@ -6,7 +6,7 @@ PYTEST_DONT_REWRITE
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +25,6 @@ class ShippedPlan:
     nodeid: str  # the plan file's node id on the controller: every worker must collect the same ids
     variables: dict[str, str]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "file_name": self.file_name,
-            "text": self.text,
-            "display_path": self.display_path,
-            "nodeid": self.nodeid,
-            "variables": dict(self.variables),
-        }
-
 
 def plan_nodeid(path: Path, rootpath: Path) -> str:
     """The node id pytest gives a plan file: its path from the rootdir, or, outside it, its file
@@ -46,13 +37,15 @@ def plan_nodeid(path: Path, rootpath: Path) -> str:
 
 def ship(plans: list[LoadedPlan], rootpath: Path) -> list[dict[str, Any]]:
     return [
-        ShippedPlan(
-            file_name=plan.path.name,
-            text=plan.path.read_text(encoding="utf-8"),
-            display_path=plan.display_path,
-            nodeid=plan_nodeid(plan.path, rootpath),
-            variables=dict(plan.variables),
-        ).to_dict()
+        asdict(
+            ShippedPlan(
+                file_name=plan.path.name,
+                text=plan.path.read_text(encoding="utf-8"),
+                display_path=plan.display_path,
+                nodeid=plan_nodeid(plan.path, rootpath),
+                variables=dict(plan.variables),
+            )
+        )
         for plan in plans
     ]
 
