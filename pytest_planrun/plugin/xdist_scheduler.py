@@ -217,12 +217,13 @@ class DagScheduling:
 
     def _slots(self) -> int:
         """Steps the core may have started: the plan's cap, or the workers' slots if fewer, plus the
-        starts that hold none (waiting for a busy worker their ``runs_on`` fits, or for their locks):
-        idle workers take other steps meanwhile, and what runs never exceeds the cap or the slots."""
-        # (an unpinned start waits only when every worker is busy: more starts would merely queue)
+        pinned starts waiting for a busy worker their ``runs_on`` fits: idle workers take other steps
+        meanwhile, and what runs never exceeds the cap or the slots."""
+        # Not counted: an unpinned start, which waits only when every worker is busy (more starts would
+        # merely queue), and a start waiting for its locks — it keeps its slot as it did when workers
+        # waited for locks, else a step started meanwhile takes the worker it will need once it has them.
         pinned = sum(1 for start in self._starts if self._required(start.step_id))
-        waiting = pinned + len(self._locking)
-        return max(1, min(self._cap, len(self._nodes) * self._per_worker + waiting))
+        return max(1, min(self._cap, len(self._nodes) * self._per_worker + pinned))
 
     def _post_wake(self) -> None:
         with self._lock:

@@ -292,3 +292,20 @@ def test_the_controller_holds_a_steps_locks_while_it_runs(tmp_path: Path) -> Non
     sched.mark_test_complete(holder, 0)
     lock.acquire(timeout=10)  # released once its report is in
     lock.release()
+
+
+def test_a_step_waiting_for_its_locks_keeps_the_worker_it_will_need(tmp_path: Path) -> None:
+    # one worker up: the next step must not take it while the first waits for its lock
+    steps: list[dict[str, Any]] = [
+        {"id": "a", "command": "true", "locks": ["push"]},
+        {"id": "b", "command": "true"},
+    ]
+    sched, controller = make_scheduler(tmp_path, steps, cap=2)
+    (gw0,) = start_nodes(sched, ["plan.json::a", "plan.json::b"], "gw0")
+    config: Any = controller.config
+    dsession = config._dsession
+    while not gw0.steps:  # once the lock is taken, the loop is woken
+        name, kwargs = dsession.queue.get(timeout=30)
+        getattr(dsession, f"worker_{name}")(**kwargs)
+    wake(controller)
+    assert gw0.steps == ["a"]
